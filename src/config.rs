@@ -1,0 +1,361 @@
+//! Configuration from environment variables, validated once at start.
+//!
+//! Values are read from an [`Env`] snapshot rather than from the process environment
+//! directly, so tests build configurations without touching global state. Every error
+//! names the variable and the rejected value, and says what was expected.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::{Ipv4Addr, SocketAddr},
+    path::PathBuf,
+    str::FromStr,
+    time::Duration,
+};
+
+/// A variable that could not be used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid configuration: {variable}={value:?}: {expected}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub value: String,
+    pub expected: String,
+}
+
+/// A snapshot of environment variables. Empty values count as unset.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    vars: BTreeMap<String, String>,
+}
+
+impl Env {
+    /// The variables of this process.
+    pub fn from_process() -> Self {
+        Self::from_pairs(std::env::vars())
+    }
+
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        let vars = pairs
+            .into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .filter(|(_, v)| !v.is_empty())
+            .collect();
+        Self { vars }
+    }
+
+    pub fn get(&self, variable: &str) -> Option<&str> {
+        self.vars.get(variable).map(String::as_str)
+    }
+
+    /// Parses `variable` with [`FromStr`], or returns `default` when it is unset.
+    pub fn parse_or<T>(&self, variable: &'static str, default: T, expected: &str) -> Result<T, ConfigError>
+    where
+        T: FromStr,
+    {
+        match self.get(variable) {
+            None => Ok(default),
+            Some(value) => value.trim().parse().map_err(|_| ConfigError {
+                variable,
+                value: value.to_owned(),
+                expected: expected.to_owned(),
+            }),
+        }
+    }
+
+    pub fn bool_or(&self, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(variable).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some("false" | "0" | "no" | "off") => Ok(false),
+            Some(other) => Err(ConfigError {
+                variable,
+                value: other.to_owned(),
+                expected: "true or false".to_owned(),
+            }),
+        }
+    }
+
+    pub fn seconds_or(&self, variable: &'static str, default: u64) -> Result<Duration, ConfigError> {
+        self.parse_or(variable, default, "a whole number of seconds")
+            .map(Duration::from_secs)
+    }
+
+    /// A `http://host:port` address of another service.
+    pub fn endpoint_or(&self, variable: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.get(variable).unwrap_or(default).trim().to_owned();
+        let valid = value
+            .parse::<http::Uri>()
+            .ok()
+            .is_some_and(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some());
+        if valid {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                variable,
+                value,
+                expected: "an http://host:port address".to_owned(),
+            })
+        }
+    }
+}
+
+/// A service's identity: its name and its fixed gRPC port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServiceInfo {
+    /// The short name: `catalog`, `inventory`, ...
+    pub name: &'static str,
+    /// The port every environment uses for this service: 50051 for catalog, 50052 for inventory, ...
+    pub grpc_port: u16,
+}
+
+impl ServiceInfo {
+    /// The default metrics port: 9051 for the service on 50051, and so on, so that every
+    /// service can run side by side on one machine with its defaults.
+    pub fn metrics_port(&self) -> u16 {
+        9000 + self.grpc_port.saturating_sub(50000)
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Text on a terminal, JSON otherwise.
+    Auto,
+    Json,
+    Text,
+}
+
+impl FromStr for LogFormat {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "json" => Ok(Self::Json),
+            "text" => Ok(Self::Text),
+            _ => Err(()),
+        }
+    }
+}
+
+/// What every service's server needs: where to listen, what to report, how to stop.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub service: ServiceInfo,
+    pub grpc_addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    /// Sent back in `x-meshmart-version` on every response, so a canary is visible to callers.
+    pub version: String,
+    /// How long to keep serving after reporting NOT_SERVING, so load balancers stop
+    /// sending new calls before the listener closes.
+    pub drain_delay: Duration,
+    /// How long in-flight calls may take to finish once the listener is closed.
+    pub grace_period: Duration,
+}
+
+impl ServerConfig {
+    pub fn from_env(env: &Env, service: ServiceInfo) -> Result<Self, ConfigError> {
+        let any = Ipv4Addr::UNSPECIFIED;
+        let addr = "an address like 0.0.0.0:50051";
+        Ok(Self {
+            service,
+            grpc_addr: env.parse_or("GRPC_ADDR", SocketAddr::from((any, service.grpc_port)), addr)?,
+            metrics_addr: env.parse_or(
+                "METRICS_ADDR",
+                SocketAddr::from((any, service.metrics_port())),
+                addr,
+            )?,
+            version: service_version(env)?,
+            drain_delay: env.seconds_or("SHUTDOWN_DRAIN_DELAY_SECS", 0)?,
+            grace_period: env.seconds_or("SHUTDOWN_GRACE_PERIOD_SECS", 20)?,
+        })
+    }
+}
+
+fn service_version(env: &Env) -> Result<String, ConfigError> {
+    let version = env.get("SERVICE_VERSION").unwrap_or("v1").to_owned();
+    let valid = !version.is_empty()
+        && version.len() <= 63
+        && version
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if valid {
+        Ok(version)
+    } else {
+        Err(ConfigError {
+            variable: "SERVICE_VERSION",
+            value: version,
+            expected: "1 to 63 letters, digits, '.', '-' or '_'".to_owned(),
+        })
+    }
+}
+
+/// Logs and traces.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive, from `RUST_LOG`.
+    pub log_filter: String,
+    /// Traces are exported over OTLP/gRPC only when this is set; the exporter itself reads
+    /// the other standard `OTEL_*` variables.
+    pub otlp_endpoint: Option<String>,
+    /// `OTEL_SERVICE_NAME`, when it should differ from the service's own name.
+    pub otel_service_name: Option<String>,
+}
+
+impl TelemetryConfig {
+    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
+        let log_filter = env.get("RUST_LOG").unwrap_or("info").to_owned();
+        if tracing_subscriber::EnvFilter::try_new(&log_filter).is_err() {
+            return Err(ConfigError {
+                variable: "RUST_LOG",
+                value: log_filter,
+                expected: "a tracing filter such as info or catalog=debug,info".to_owned(),
+            });
+        }
+        Ok(Self {
+            log_format: env.parse_or("LOG_FORMAT", LogFormat::Auto, "auto, json or text")?,
+            log_filter,
+            otlp_endpoint: env
+                .get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                .or_else(|| env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+                .map(str::to_owned),
+            otel_service_name: env.get("OTEL_SERVICE_NAME").map(str::to_owned),
+        })
+    }
+}
+
+/// A service's own database.
+#[derive(Clone)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` or `postgres://user:password@host/db`. Never logged: it may hold a password.
+    pub url: String,
+    pub max_connections: u32,
+    /// Whether an empty database gets the demo products and stock.
+    pub seed_demo_data: bool,
+}
+
+impl fmt::Debug for DatabaseConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DatabaseConfig")
+            .field("backend", &self.backend())
+            .field("max_connections", &self.max_connections)
+            .field("seed_demo_data", &self.seed_demo_data)
+            .finish()
+    }
+}
+
+impl DatabaseConfig {
+    /// `DATABASE_URL`, or a SQLite file named after the service in `DATA_DIR`.
+    pub fn from_env(env: &Env, service: ServiceInfo) -> Result<Self, ConfigError> {
+        let url = match env.get("DATABASE_URL") {
+            Some(url) => url.to_owned(),
+            None => {
+                let dir = PathBuf::from(env.get("DATA_DIR").unwrap_or("data"));
+                format!("sqlite://{}", dir.join(format!("{}.db", service.name)).display())
+            }
+        };
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(ConfigError {
+                variable: "DATABASE_URL",
+                // The scheme is enough to see the mistake; the rest may hold a password.
+                value: url.split(':').next().unwrap_or_default().to_owned() + ":...",
+                expected: "a sqlite:// or postgres:// URL".to_owned(),
+            });
+        }
+        let max_connections =
+            env.parse_or("DATABASE_MAX_CONNECTIONS", 8u32, "a whole number from 1 to 1000")?;
+        if !(1..=1000).contains(&max_connections) {
+            return Err(ConfigError {
+                variable: "DATABASE_MAX_CONNECTIONS",
+                value: max_connections.to_string(),
+                expected: "a whole number from 1 to 1000".to_owned(),
+            });
+        }
+        Ok(Self {
+            url,
+            max_connections,
+            seed_demo_data: env.bool_or("SEED_DEMO_DATA", true)?,
+        })
+    }
+
+    /// `sqlite` or `postgres`, for logs.
+    pub fn backend(&self) -> &'static str {
+        if self.url.starts_with("sqlite:") {
+            "sqlite"
+        } else {
+            "postgres"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CATALOG: ServiceInfo = ServiceInfo {
+        name: "catalog",
+        grpc_port: 50051,
+    };
+
+    #[test]
+    fn defaults_need_no_variables() {
+        let config = ServerConfig::from_env(&Env::default(), CATALOG).unwrap();
+        assert_eq!(config.grpc_addr, "0.0.0.0:50051".parse().unwrap());
+        assert_eq!(config.metrics_addr, "0.0.0.0:9051".parse().unwrap());
+        assert_eq!(config.version, "v1");
+        let db = DatabaseConfig::from_env(&Env::default(), CATALOG).unwrap();
+        assert_eq!(db.url, "sqlite://data/catalog.db");
+        assert!(db.seed_demo_data);
+    }
+
+    #[test]
+    fn errors_name_the_variable_and_value() {
+        let env = Env::from_pairs([("GRPC_ADDR", "localhost")]);
+        let err = ServerConfig::from_env(&env, CATALOG).unwrap_err();
+        assert_eq!(err.variable, "GRPC_ADDR");
+        assert_eq!(
+            err.to_string(),
+            "invalid configuration: GRPC_ADDR=\"localhost\": an address like 0.0.0.0:50051"
+        );
+        for (variable, value) in [
+            ("SHUTDOWN_GRACE_PERIOD_SECS", "ten"),
+            ("SERVICE_VERSION", "v 2"),
+            ("METRICS_ADDR", "9090"),
+        ] {
+            let err = ServerConfig::from_env(&Env::from_pairs([(variable, value)]), CATALOG).unwrap_err();
+            assert_eq!(err.variable, variable);
+        }
+        let err = TelemetryConfig::from_env(&Env::from_pairs([("LOG_FORMAT", "yaml")])).unwrap_err();
+        assert_eq!(err.variable, "LOG_FORMAT");
+    }
+
+    #[test]
+    fn database_url_errors_hide_credentials() {
+        let env = Env::from_pairs([("DATABASE_URL", "mysql://root:secret@db/x")]);
+        let err = DatabaseConfig::from_env(&env, CATALOG).unwrap_err();
+        assert_eq!(err.variable, "DATABASE_URL");
+        assert!(!err.to_string().contains("secret"));
+        let env = Env::from_pairs([("DATABASE_URL", "postgres://u:secret@db/x")]);
+        let db = DatabaseConfig::from_env(&env, CATALOG).unwrap();
+        assert!(!format!("{db:?}").contains("secret"));
+        assert_eq!(db.backend(), "postgres");
+    }
+
+    #[test]
+    fn endpoints_and_booleans_are_checked() {
+        let env = Env::from_pairs([("INVENTORY_ADDR", "inventory:50052"), ("SEED_DEMO_DATA", "maybe")]);
+        assert_eq!(
+            env.endpoint_or("INVENTORY_ADDR", "http://127.0.0.1:50052").unwrap_err().variable,
+            "INVENTORY_ADDR"
+        );
+        assert_eq!(env.bool_or("SEED_DEMO_DATA", true).unwrap_err().variable, "SEED_DEMO_DATA");
+        let env = Env::from_pairs([("INVENTORY_ADDR", "http://inventory:50052"), ("X", "")]);
+        assert_eq!(
+            env.endpoint_or("INVENTORY_ADDR", "http://127.0.0.1:50052").unwrap(),
+            "http://inventory:50052"
+        );
+        assert_eq!(env.get("X"), None);
+    }
+}

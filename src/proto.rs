@@ -1,0 +1,28 @@
+//! Code generated from `proto/` by `build.rs`, in modules named after the proto packages.
+
+#![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+
+/// The encoded descriptors of every meshmart contract, served by server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/meshmart_descriptor.bin"));
+
+pub mod google {
+    pub mod r#type {
+        tonic::include_proto!("google.r#type");
+    }
+}
+
+pub mod meshmart {
+    pub mod catalog {
+        pub mod v1 {
+            tonic::include_proto!("meshmart.catalog.v1");
+        }
+    }
+    pub mod inventory {
+        pub mod v1 {
+            tonic::include_proto!("meshmart.inventory.v1");
+        }
+    }
+}
+
+pub use meshmart::{catalog::v1 as catalog, inventory::v1 as inventory};

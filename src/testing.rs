@@ -1,0 +1,134 @@
+//! Helpers for in-process tests: serve a service on `127.0.0.1:0` over real gRPC, and stop it.
+
+// Test support: a failure here is a test failure, so panicking with a message is right.
+#![allow(clippy::expect_used)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use tokio::{sync::oneshot, task::JoinHandle};
+
+use crate::{
+    config::{ServerConfig, ServiceInfo},
+    server::Listeners,
+};
+
+/// A server configuration on loopback with ephemeral ports and no drain delay.
+pub fn server_config(service: ServiceInfo) -> ServerConfig {
+    ServerConfig {
+        service,
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        metrics_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+        version: "v1".to_owned(),
+        drain_delay: Duration::ZERO,
+        grace_period: Duration::from_secs(5),
+    }
+}
+
+/// A service running in this process.
+#[derive(Debug)]
+pub struct TestServer<E> {
+    pub addr: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), E>>,
+}
+
+impl<E: Send + 'static> TestServer<E> {
+    /// Binds `config`'s addresses and runs `serve` on them until [`TestServer::stop`].
+    pub async fn spawn<F, Fut>(config: &ServerConfig, serve: F) -> Self
+    where
+        F: FnOnce(Listeners, crate::shutdown::Signal) -> Fut,
+        Fut: Future<Output = Result<(), E>> + Send + 'static,
+    {
+        let listeners = Listeners::bind(config).await.expect("bind test listeners");
+        let addr = listeners.grpc_addr().expect("grpc address");
+        let metrics_addr = listeners.metrics_addr().expect("metrics address");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(
+            listeners,
+            Box::pin(async {
+                let _ = stopped.await;
+            }),
+        ));
+        Self {
+            addr,
+            metrics_addr,
+            stop: Some(stop),
+            task,
+        }
+    }
+
+    /// `http://127.0.0.1:port`, for clients.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Starts the shutdown without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Shuts down and waits for the server to finish draining.
+    pub async fn stop(mut self) -> Result<(), E> {
+        self.begin_stop();
+        self.task.await.expect("server task panicked")
+    }
+}
+
+/// A fresh database URL for one test: a SQLite file in `dir`, or a new PostgreSQL database
+/// on the server at `MESHMART_TEST_POSTGRES_URL` (created here, named after `test`).
+pub async fn database_url(backend: Backend, dir: &std::path::Path, test: &str) -> String {
+    match backend {
+        Backend::Sqlite => format!("sqlite://{}", dir.join(format!("{test}.db")).display()),
+        Backend::Postgres => {
+            use sqlx::Connection;
+            let admin = postgres_admin_url().expect("MESHMART_TEST_POSTGRES_URL");
+            let name = format!(
+                "t_{}_{}",
+                test.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>(),
+                std::process::id()
+            )
+            .to_ascii_lowercase();
+            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to test postgres");
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                .execute(&mut conn)
+                .await
+                .expect("drop old test database");
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut conn)
+                .await
+                .expect("create test database");
+            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+            format!("{base}/{name}")
+        }
+    }
+}
+
+/// The database engines every store test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The admin URL of the throwaway PostgreSQL server that `scripts/with-postgres.sh` starts.
+pub fn postgres_admin_url() -> Option<String> {
+    std::env::var("MESHMART_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// The backends to test on. PostgreSQL is skipped, loudly, when no server was given, unless
+/// `MESHMART_REQUIRE_POSTGRES` is set (as the project's test command does), in which case a
+/// missing server is an error rather than a silent pass.
+pub fn backends() -> Vec<Backend> {
+    if postgres_admin_url().is_some() {
+        return vec![Backend::Sqlite, Backend::Postgres];
+    }
+    assert!(
+        std::env::var_os("MESHMART_REQUIRE_POSTGRES").is_none(),
+        "MESHMART_REQUIRE_POSTGRES is set but MESHMART_TEST_POSTGRES_URL is not: run the tests through scripts/with-postgres.sh"
+    );
+    eprintln!("warning: MESHMART_TEST_POSTGRES_URL is not set; testing on SQLite only");
+    vec![Backend::Sqlite]
+}
