@@ -8,6 +8,7 @@ pub mod client;
 pub mod config;
 pub mod context;
 pub mod db;
+pub mod demo;
 mod error;
 pub mod metrics;
 pub mod proto;

@@ -54,10 +54,11 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
     let provider = provider.build();
     let tracer = provider.tracer(service.to_owned());
 
+    let terminal = std::io::stdout().is_terminal();
     let json = match config.log_format {
         LogFormat::Json => true,
         LogFormat::Text => false,
-        LogFormat::Auto => !std::io::stdout().is_terminal(),
+        LogFormat::Auto => !terminal,
     };
     let logs = if json {
         tracing_subscriber::fmt::layer()
@@ -67,7 +68,7 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
             .with_span_list(false)
             .boxed()
     } else {
-        tracing_subscriber::fmt::layer().boxed()
+        tracing_subscriber::fmt::layer().with_ansi(terminal).boxed()
     };
 
     tracing_subscriber::registry()

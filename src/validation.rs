@@ -53,6 +53,13 @@ impl FieldViolations {
     }
 }
 
+/// INVALID_ARGUMENT for a single bad field.
+pub fn invalid_field(field: &str, description: &str) -> Status {
+    let mut violations = FieldViolations::new();
+    violations.add(field, description);
+    violations.into_result().err().unwrap_or_else(|| Status::invalid_argument(description.to_owned()))
+}
+
 /// Whether `id` is a resource id in the AIP-122 style: 1 to 63 lowercase letters, digits
 /// and hyphens, starting with a letter or digit and not ending with a hyphen.
 pub fn is_resource_id(id: &str) -> bool {

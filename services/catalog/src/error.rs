@@ -1,0 +1,61 @@
+//! The catalog's errors, and the one place they become gRPC statuses.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("product {0} not found")]
+    NotFound(String),
+    #[error("product {0} already exists")]
+    AlreadyExists(String),
+    /// A request_id came back with a different request: a client bug, never a retry.
+    #[error("request_id {0} was already used to create a different product")]
+    KeyReused(String),
+    /// The stock lookup failed; carries inventory's status.
+    #[error("inventory: {}", .0.message())]
+    Inventory(Status),
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<Error> for Status {
+    fn from(error: Error) -> Self {
+        let message = error.to_string();
+        match error {
+            Error::NotFound(id) => Status::with_error_details(
+                Code::NotFound,
+                message,
+                ErrorDetails::with_resource_info("meshmart.catalog.v1.Product", format!("products/{id}"), "", ""),
+            ),
+            Error::AlreadyExists(id) => Status::with_error_details(
+                Code::AlreadyExists,
+                message,
+                ErrorDetails::with_resource_info("meshmart.catalog.v1.Product", format!("products/{id}"), "", ""),
+            ),
+            Error::KeyReused(_) => Status::already_exists(message),
+            // Codes that say "try again" keep their meaning, so the mesh can retry this
+            // call; anything else from below is this service's failure, not the caller's.
+            Error::Inventory(status) => match status.code() {
+                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
+                    Status::new(status.code(), message)
+                }
+                _ => {
+                    tracing::error!(code = ?status.code(), error = status.message(), "stock lookup failed");
+                    Status::internal("stock lookup failed")
+                }
+            },
+            Error::Database(error) => {
+                if meshmart::db::is_transient(&error) {
+                    tracing::warn!(%error, "database unavailable");
+                    Status::unavailable("database unavailable")
+                } else {
+                    tracing::error!(%error, "database error");
+                    Status::internal("internal error")
+                }
+            }
+        }
+    }
+}

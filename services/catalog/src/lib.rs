@@ -1,0 +1,62 @@
+//! The catalog service: products, each returned with its live stock, which the catalog
+//! reads from the inventory service in one batched call per request.
+
+#![forbid(unsafe_code)]
+
+mod error;
+mod metrics;
+mod page_token;
+mod service;
+pub mod store;
+mod validate;
+
+use meshmart::{
+    config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
+    proto::{catalog::catalog_service_server::CatalogServiceServer, inventory::inventory_service_client::InventoryServiceClient},
+    server::{Listeners, ServiceHost},
+};
+
+pub use error::{Error, Result};
+pub use service::Catalog;
+pub use store::Store;
+
+/// The catalog service's name and port.
+pub const SERVICE: ServiceInfo = ServiceInfo {
+    name: "catalog",
+    grpc_port: 50051,
+};
+
+/// Everything the catalog service is configured with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    /// Where the inventory service is: `INVENTORY_ADDR`.
+    pub inventory_addr: String,
+}
+
+impl Config {
+    pub fn from_env(env: &Env, server: ServerConfig) -> Result<Self, ConfigError> {
+        Ok(Self {
+            database: DatabaseConfig::from_env(env, server.service)?,
+            inventory_addr: env.endpoint_or("INVENTORY_ADDR", "http://127.0.0.1:50052")?,
+            server,
+        })
+    }
+}
+
+/// Opens the database and serves the catalog on `listeners` until `shutdown` completes.
+pub async fn serve(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), meshmart::Error> {
+    let store = Store::connect(&config.database).await?;
+    let inventory = InventoryServiceClient::new(meshmart::client::connect_lazy(&config.inventory_addr)?);
+    let mut registry = meshmart::metrics::registry(SERVICE.name, &config.server.version);
+    let metrics = metrics::Metrics::register(&mut registry);
+    ServiceHost::new(&config.server, registry)
+        .add_service(CatalogServiceServer::new(Catalog::new(store, inventory, metrics)))
+        .serve(listeners, shutdown)
+        .await
+}

@@ -1,0 +1,173 @@
+//! The gRPC face of the catalog: check the request, read or write the store, join the
+//! live stock from inventory, shape the reply.
+
+use std::collections::HashMap;
+
+use meshmart::{
+    client::MeshChannel,
+    db::timestamp,
+    proto::{
+        catalog::{self as pb, catalog_service_server::CatalogService},
+        google::r#type::Money,
+        inventory::{BatchGetStockRequest, inventory_service_client::InventoryServiceClient},
+    },
+};
+use tonic::{Request, Response, Status};
+
+use crate::{
+    Error, Result,
+    metrics::Metrics,
+    page_token,
+    store::{Created, ProductRecord, Store},
+    validate,
+};
+
+/// The catalog service.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    store: Store,
+    inventory: InventoryServiceClient<MeshChannel>,
+    metrics: Metrics,
+}
+
+impl Catalog {
+    pub(crate) fn new(store: Store, inventory: InventoryServiceClient<MeshChannel>, metrics: Metrics) -> Self {
+        Self {
+            store,
+            inventory,
+            metrics,
+        }
+    }
+
+    /// Adds live stock to `records` with one batched inventory call, however many there are.
+    async fn with_stock(&self, records: Vec<ProductRecord>) -> Result<Vec<pb::Product>> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let product_ids = records.iter().map(|r| r.product_id.clone()).collect();
+        // The client is a cheap handle on one shared channel; cloning it is how tonic
+        // lets concurrent calls share the connection.
+        let reply = self
+            .inventory
+            .clone()
+            .batch_get_stock(BatchGetStockRequest { product_ids })
+            .await;
+        let stocks = match reply {
+            Ok(reply) => {
+                self.metrics.stock_lookup("ok");
+                reply.into_inner().stocks
+            }
+            Err(status) => {
+                self.metrics.stock_lookup("error");
+                return Err(Error::Inventory(status));
+            }
+        };
+        let available: HashMap<String, i64> = stocks
+            .into_iter()
+            .map(|stock| (stock.product_id, stock.available_quantity))
+            .collect();
+        Ok(records
+            .into_iter()
+            .map(|record| {
+                let stock = available.get(&record.product_id).copied().unwrap_or_default();
+                product(record, stock)
+            })
+            .collect())
+    }
+
+    async fn one_with_stock(&self, record: ProductRecord) -> Result<pb::Product> {
+        let id = record.product_id.clone();
+        self.with_stock(vec![record])
+            .await?
+            .pop()
+            .ok_or(Error::NotFound(id))
+    }
+}
+
+#[tonic::async_trait]
+impl CatalogService for Catalog {
+    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    async fn get_product(
+        &self,
+        request: Request<pb::GetProductRequest>,
+    ) -> Result<Response<pb::GetProductResponse>, Status> {
+        let id = validate::product_name("name", &request.get_ref().name)?;
+        let record = self.store.get(&id).await?;
+        let product = self.one_with_stock(record).await?;
+        Ok(Response::new(pb::GetProductResponse { product: Some(product) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(page_size = request.get_ref().page_size))]
+    async fn list_products(
+        &self,
+        request: Request<pb::ListProductsRequest>,
+    ) -> Result<Response<pb::ListProductsResponse>, Status> {
+        let (after, size) = validate::list(request.get_ref())?;
+        let (records, more) = self.store.list(after.as_deref(), size).await?;
+        let next_page_token = match records.last() {
+            Some(last) if more => page_token::encode(&last.product_id),
+            _ => String::new(),
+        };
+        let products = self.with_stock(records).await?;
+        Ok(Response::new(pb::ListProductsResponse {
+            products,
+            next_page_token,
+        }))
+    }
+
+    #[tracing::instrument(skip_all, fields(product_id = %request.get_ref().product_id))]
+    async fn create_product(
+        &self,
+        request: Request<pb::CreateProductRequest>,
+    ) -> Result<Response<pb::CreateProductResponse>, Status> {
+        let request = request.into_inner();
+        let (product_id, fields) = validate::create(&request)?;
+        let (Some(display_name), Some(description), Some(price)) = (fields.display_name, fields.description, fields.price)
+        else {
+            return Err(Status::invalid_argument("product is incomplete"));
+        };
+        let record = ProductRecord {
+            product_id,
+            display_name,
+            description,
+            price,
+            create_time_ms: 0,
+            update_time_ms: 0,
+        };
+        let request_id = Some(request.request_id.as_str()).filter(|id| !id.is_empty());
+        let (created, outcome) = self.store.create(request_id, &record).await?;
+        if outcome == Created::Now {
+            self.metrics.products_created.inc();
+        }
+        let product = self.one_with_stock(created).await?;
+        Ok(Response::new(pb::CreateProductResponse { product: Some(product) }))
+    }
+
+    #[tracing::instrument(skip_all, fields(name = tracing::field::Empty))]
+    async fn update_product(
+        &self,
+        request: Request<pb::UpdateProductRequest>,
+    ) -> Result<Response<pb::UpdateProductResponse>, Status> {
+        let (id, changes) = validate::update(request.get_ref())?;
+        tracing::Span::current().record("name", format!("products/{id}"));
+        let updated = self.store.update(&id, &changes).await?;
+        let product = self.one_with_stock(updated).await?;
+        Ok(Response::new(pb::UpdateProductResponse { product: Some(product) }))
+    }
+}
+
+fn product(record: ProductRecord, available_quantity: i64) -> pb::Product {
+    pb::Product {
+        name: format!("products/{}", record.product_id),
+        display_name: record.display_name,
+        description: record.description,
+        price: Some(Money {
+            currency_code: record.price.currency_code,
+            units: record.price.units,
+            nanos: record.price.nanos,
+        }),
+        available_quantity,
+        create_time: Some(timestamp(record.create_time_ms)),
+        update_time: Some(timestamp(record.update_time_ms)),
+    }
+}

@@ -1,0 +1,204 @@
+//! Products in the catalog's own database (SQLite or PostgreSQL).
+
+use meshmart::{config::DatabaseConfig, db::now_millis, demo};
+use sqlx::{AnyPool, migrate::Migrator};
+
+use crate::{Error, Result};
+
+static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+const COLUMNS: &str =
+    "product_id, display_name, description, currency_code, price_units, price_nanos, create_time_ms, update_time_ms";
+
+/// A product as stored: everything but its stock, which inventory owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductRecord {
+    pub product_id: String,
+    pub display_name: String,
+    pub description: String,
+    pub price: Price,
+    pub create_time_ms: i64,
+    pub update_time_ms: i64,
+}
+
+/// An amount in a currency, as `google.type.Money` holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Price {
+    pub currency_code: String,
+    pub units: i64,
+    pub nanos: i32,
+}
+
+/// The fields an update may change; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProductChanges {
+    pub display_name: Option<String>,
+    pub description: Option<String>,
+    pub price: Option<Price>,
+}
+
+/// Whether a create made the product, or found the one an earlier call with the same
+/// `request_id` made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    Now,
+    Earlier,
+}
+
+type Row = (String, String, String, String, i64, i64, i64, i64);
+
+fn record((product_id, display_name, description, currency_code, units, nanos, create_time_ms, update_time_ms): Row) -> ProductRecord {
+    ProductRecord {
+        product_id,
+        display_name,
+        description,
+        price: Price {
+            currency_code,
+            units,
+            nanos: i32::try_from(nanos).unwrap_or_default(),
+        },
+        create_time_ms,
+        update_time_ms,
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+}
+
+impl Store {
+    /// Connects, migrates, and adds the demo products to an empty database when asked to.
+    pub async fn connect(config: &DatabaseConfig) -> Result<Self, meshmart::Error> {
+        let pool = meshmart::db::connect(config, &MIGRATOR).await?;
+        let store = Self { pool };
+        if config.seed_demo_data {
+            store.seed().await?;
+        }
+        Ok(store)
+    }
+
+    async fn seed(&self) -> Result<(), sqlx::Error> {
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&self.pool).await?;
+        if count > 0 {
+            return Ok(());
+        }
+        let now = now_millis();
+        let mut tx = self.pool.begin().await?;
+        for product in demo::PRODUCTS {
+            sqlx::query(&format!(
+                "INSERT INTO products ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING"
+            ))
+            .bind(product.id)
+            .bind(product.display_name)
+            .bind(product.description)
+            .bind(product.currency_code)
+            .bind(product.price_units)
+            .bind(i64::from(product.price_nanos))
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(products = demo::PRODUCTS.len(), "added the demo products");
+        Ok(())
+    }
+
+    pub async fn get(&self, product_id: &str) -> Result<ProductRecord> {
+        let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM products WHERE product_id = $1"))
+            .bind(product_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(record).ok_or_else(|| Error::NotFound(product_id.to_owned()))
+    }
+
+    /// Up to `limit` products after `after` (exclusive) in product-id order, and whether
+    /// more follow.
+    pub async fn list(&self, after: Option<&str>, limit: usize) -> Result<(Vec<ProductRecord>, bool)> {
+        let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
+        let rows: Vec<Row> = match after {
+            Some(after) => sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM products WHERE product_id > $1 ORDER BY product_id LIMIT $2"
+            ))
+            .bind(after)
+            .bind(fetch)
+            .fetch_all(&self.pool)
+            .await?,
+            None => sqlx::query_as(&format!("SELECT {COLUMNS} FROM products ORDER BY product_id LIMIT $1"))
+                .bind(fetch)
+                .fetch_all(&self.pool)
+                .await?,
+        };
+        let more = rows.len() > limit;
+        Ok((rows.into_iter().take(limit).map(record).collect(), more))
+    }
+
+    /// Creates a product. With a `request_id`, a repeat of an earlier call returns the
+    /// product that call created instead of failing.
+    pub async fn create(&self, request_id: Option<&str>, product: &ProductRecord) -> Result<(ProductRecord, Created)> {
+        let now = now_millis();
+        let inserted = sqlx::query(&format!(
+            "INSERT INTO products ({COLUMNS}, create_request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
+             ON CONFLICT DO NOTHING"
+        ))
+        .bind(&product.product_id)
+        .bind(&product.display_name)
+        .bind(&product.description)
+        .bind(&product.price.currency_code)
+        .bind(product.price.units)
+        .bind(i64::from(product.price.nanos))
+        .bind(now)
+        .bind(request_id)
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok((self.get(&product.product_id).await?, Created::Now));
+        }
+        if let Some(request_id) = request_id {
+            let earlier: Option<Row> =
+                sqlx::query_as(&format!("SELECT {COLUMNS} FROM products WHERE create_request_id = $1"))
+                    .bind(request_id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+            if let Some(earlier) = earlier.map(record) {
+                return if earlier.product_id == product.product_id {
+                    Ok((earlier, Created::Earlier))
+                } else {
+                    Err(Error::KeyReused(request_id.to_owned()))
+                };
+            }
+        }
+        Err(Error::AlreadyExists(product.product_id.clone()))
+    }
+
+    /// Applies `changes` to a product and returns it as it is now.
+    pub async fn update(&self, product_id: &str, changes: &ProductChanges) -> Result<ProductRecord> {
+        // COALESCE keeps a column when its parameter is NULL, so one statement serves
+        // every combination of fields in the mask.
+        let updated = sqlx::query(
+            "UPDATE products SET \
+               display_name = COALESCE($2, display_name), \
+               description = COALESCE($3, description), \
+               currency_code = COALESCE($4, currency_code), \
+               price_units = COALESCE($5, price_units), \
+               price_nanos = COALESCE($6, price_nanos), \
+               update_time_ms = $7 \
+             WHERE product_id = $1",
+        )
+        .bind(product_id)
+        .bind(changes.display_name.as_deref())
+        .bind(changes.description.as_deref())
+        .bind(changes.price.as_ref().map(|p| p.currency_code.as_str()))
+        .bind(changes.price.as_ref().map(|p| p.units))
+        .bind(changes.price.as_ref().map(|p| i64::from(p.nanos)))
+        .bind(now_millis())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            return Err(Error::NotFound(product_id.to_owned()));
+        }
+        self.get(product_id).await
+    }
+}
