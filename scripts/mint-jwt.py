@@ -75,9 +75,7 @@ def sign_rs256(message: bytes) -> bytes:
 def mint(sub: str, ttl: int, now: int) -> str:
     header = {"alg": "RS256", "typ": "JWT", "kid": KID}
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "nbf": now, "exp": now + ttl}
-    signing_input = ".".join(
-        b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims)
-    )
+    signing_input = ".".join(b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
     return signing_input + "." + b64url(sign_rs256(signing_input.encode("ascii")))
 
 

@@ -23,6 +23,12 @@ pub mod meshmart {
             tonic::include_proto!("meshmart.inventory.v1");
         }
     }
+    /// The benchmarks' baseline: a service that does no work (see `bench/echo`).
+    pub mod echo {
+        pub mod v1 {
+            tonic::include_proto!("meshmart.echo.v1");
+        }
+    }
 }
 
-pub use meshmart::{catalog::v1 as catalog, inventory::v1 as inventory};
+pub use meshmart::{catalog::v1 as catalog, echo::v1 as echo, inventory::v1 as inventory};

@@ -13,7 +13,7 @@ use opentelemetry::{KeyValue, trace::TracerProvider as _};
 use opentelemetry_sdk::{
     Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider,
 };
-use tracing_subscriber::{EnvFilter, Layer, layer::SubscriberExt, util::SubscriberInitExt};
+use tracing_subscriber::{EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::{
     Error, Result,
@@ -71,10 +71,12 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
         tracing_subscriber::fmt::layer().with_ansi(terminal).boxed()
     };
 
+    // RUST_LOG filters the logs only: spans for traces are kept at INFO whatever the log
+    // level, or a quiet service would stop propagating trace context.
+    let log_filter = EnvFilter::try_new(&config.log_filter).map_err(|e| Error::Telemetry(e.to_string()))?;
     tracing_subscriber::registry()
-        .with(EnvFilter::try_new(&config.log_filter).map_err(|e| Error::Telemetry(e.to_string()))?)
-        .with(logs)
-        .with(tracing_opentelemetry::layer().with_tracer(tracer))
+        .with(logs.with_filter(log_filter))
+        .with(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO))
         .try_init()
         .map_err(|e| Error::Telemetry(e.to_string()))?;
 

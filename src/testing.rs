@@ -77,6 +77,15 @@ impl<E: Send + 'static> TestServer<E> {
     }
 }
 
+/// A database configuration for one test on `backend`, seeded with the demo data.
+pub async fn database(backend: Backend, dir: &std::path::Path, test: &str) -> crate::config::DatabaseConfig {
+    crate::config::DatabaseConfig {
+        url: database_url(backend, dir, test).await,
+        max_connections: 8,
+        seed_demo_data: true,
+    }
+}
+
 /// A fresh database URL for one test: a SQLite file in `dir`, or a new PostgreSQL database
 /// on the server at `MESHMART_TEST_POSTGRES_URL` (created here, named after `test`).
 pub async fn database_url(backend: Backend, dir: &std::path::Path, test: &str) -> String {

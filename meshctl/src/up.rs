@@ -5,6 +5,7 @@
 //! real socket.
 
 use std::{
+    io::Write,
     net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
     process::{ExitCode, Stdio},
@@ -158,11 +159,12 @@ fn spawn(exe: &std::path::Path, options: &Options, service: &ServiceInfo, width:
 async fn prefix_lines(stream: impl AsyncRead + Unpin, prefix: String, to_stderr: bool) {
     let mut lines = BufReader::new(stream).lines();
     while let Ok(Some(line)) = lines.next_line().await {
-        if to_stderr {
-            eprintln!("{prefix}{line}");
+        // A closed terminal or pipe must not take the shop down with a panic: drop the line.
+        let _ = if to_stderr {
+            writeln!(std::io::stderr(), "{prefix}{line}")
         } else {
-            println!("{prefix}{line}");
-        }
+            writeln!(std::io::stdout(), "{prefix}{line}")
+        };
     }
 }
 
@@ -230,7 +232,9 @@ async fn stop_all(mut running: Vec<Running>) -> ExitCode {
     let mut clean = true;
     for r in running.iter_mut().rev() {
         match r.child.wait().await {
-            Ok(status) if status.success() => println!("meshctl: {} stopped cleanly", r.service.name),
+            Ok(status) if status.success() => {
+                let _ = writeln!(std::io::stdout(), "meshctl: {} stopped cleanly", r.service.name);
+            }
             Ok(status) => {
                 clean = false;
                 eprintln!("meshctl: {} stopped with {status}", r.service.name);

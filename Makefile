@@ -1,0 +1,32 @@
+# meshmart tasks. `make` lists them; CI runs `make test`, as the README says.
+.DEFAULT_GOAL := help
+.PHONY: help up test tools lint fmt deploy-check bench images
+
+help: ## list the tasks
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+up: ## run the whole shop on this machine (catalog :50051, inventory :50052)
+	cargo run --release -p meshctl -- up
+
+test: ## run every test: lints, deployment checks, Rust tests on SQLite and PostgreSQL
+	scripts/test.sh
+
+tools: ## install the pinned test tools into .tools/
+	scripts/install-tools.sh
+
+fmt: ## format the Rust code
+	cargo fmt --all
+
+lint: tools ## rustfmt, buf lint and clippy only
+	cargo fmt --all --check
+	.tools/bin/buf lint
+	cargo clippy --workspace --all-targets --locked -- -D warnings
+
+deploy-check: tools ## check k8s/, istio/ and helm/ (render, schemas, cross-references, checkov, yamllint)
+	scripts/check-deploy.sh
+
+bench: ## run the benchmarks and rewrite docs/benchmarks.md (about 5 minutes)
+	scripts/bench.sh
+
+images: ## build every service image for linux/amd64 and linux/arm64 (needs Docker buildx)
+	scripts/build-images.sh

@@ -1,0 +1,5 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    meshmart::runtime::main(echo::SERVICE, echo::Config::from_env, echo::serve)
+}

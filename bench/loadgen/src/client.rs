@@ -1,0 +1,228 @@
+//! The calls themselves, on the generated clients: connecting, waiting for SERVING, finding
+//! products to ask for, and making one call of a scenario.
+
+use std::time::Duration;
+
+use meshmart::proto::{
+    catalog::{GetProductRequest, ListProductsRequest, catalog_service_client::CatalogServiceClient},
+    echo::{EchoRequest, echo_service_client::EchoServiceClient},
+};
+use tokio::time::Instant;
+use tonic::{Code, transport::{Channel, Endpoint}};
+use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+
+use crate::{
+    Error,
+    options::Options,
+    scenario::{Rng, Scenario, Target},
+};
+
+/// Not a gRPC code: the call succeeded, but the reply was not an answer to what was asked.
+pub const INVALID_REPLY: &str = "INVALID_REPLY";
+
+/// How a call ended: OK, or the name of its gRPC status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Error(&'static str),
+}
+
+/// One client per service the mix calls, all on one connection per service.
+#[derive(Debug, Clone, Default)]
+pub struct Clients {
+    catalog: Option<CatalogServiceClient<Channel>>,
+    echo: Option<EchoServiceClient<Channel>>,
+}
+
+/// What the calls ask for, fixed before the run so that picking costs next to nothing.
+#[derive(Debug, Clone)]
+pub struct Data {
+    /// Product names, `products/{id}`, found in the catalog before the run.
+    pub products: Vec<String>,
+    pub page_size: i32,
+    pub echo_message: String,
+    pub timeout: Duration,
+}
+
+/// Opens `options.connections` connections to every service the mix calls.
+pub async fn connect(options: &Options) -> Result<Vec<Clients>, Error> {
+    let mut sets = vec![Clients::default(); options.connections];
+    for target in options.mix.targets() {
+        for clients in &mut sets {
+            let channel = endpoint(options.target(target))?.connect().await.map_err(|source| {
+                Error::Connect {
+                    target: target.name(),
+                    source,
+                }
+            })?;
+            match target {
+                Target::Catalog => clients.catalog = Some(CatalogServiceClient::new(channel)),
+                Target::Echo => clients.echo = Some(EchoServiceClient::new(channel)),
+            }
+        }
+    }
+    Ok(sets)
+}
+
+fn endpoint(url: &str) -> Result<Endpoint, Error> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .map_err(|_| Error::Address(url.to_owned()))?
+        .connect_timeout(Duration::from_secs(2))
+        // As the services do: small messages must not wait for Nagle.
+        .tcp_nodelay(true))
+}
+
+/// Waits until every service the mix calls reports SERVING, polling its health, for at
+/// most `options.wait_timeout`. In a cluster the load generator may start before the shop
+/// does; it waits rather than fails.
+pub async fn wait_until_serving(options: &Options) -> Result<(), Error> {
+    let deadline = Instant::now() + options.wait_timeout;
+    for target in options.mix.targets() {
+        let url = options.target(target);
+        let mut attempts = 0u64;
+        loop {
+            let status = health(url, target.health_service(), Duration::from_secs(2)).await;
+            if status == Ok(ServingStatus::Serving) {
+                tracing::info!(target = target.name(), url, "target is serving");
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::NotServing {
+                    target: target.name(),
+                    url: url.to_owned(),
+                    waited: options.wait_timeout,
+                    last: match status {
+                        Ok(status) => format!("{status:?}"),
+                        Err(error) => error,
+                    },
+                });
+            }
+            // Every 5 s, so a stuck start-up is visible without flooding the log.
+            if attempts % 20 == 0 {
+                tracing::info!(target = target.name(), url, status = ?status, "waiting for target to report serving");
+            }
+            attempts += 1;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    Ok(())
+}
+
+/// The health status of `service` at `url`, or why it could not be had.
+pub async fn health(url: &str, service: &str, timeout: Duration) -> Result<ServingStatus, String> {
+    let check = async {
+        let channel = endpoint(url).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
+        let reply = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await
+            .map_err(|status| format!("{:?}", status.code()))?;
+        Ok(reply.get_ref().status())
+    };
+    tokio::time::timeout(timeout, check)
+        .await
+        .unwrap_or_else(|_| Err("timed out".to_owned()))
+}
+
+/// The products to ask for: every product the catalog lists (at most 1000, in 10 pages).
+pub async fn discover_products(clients: &Clients) -> Result<Vec<String>, Error> {
+    let Some(catalog) = &clients.catalog else {
+        return Ok(Vec::new());
+    };
+    let mut catalog = catalog.clone();
+    let mut names = Vec::new();
+    let mut page_token = String::new();
+    for _ in 0..10 {
+        let reply = catalog
+            .list_products(ListProductsRequest { page_size: 100, page_token })
+            .await
+            .map_err(Error::Discover)?
+            .into_inner();
+        names.extend(reply.products.into_iter().map(|p| p.name));
+        if reply.next_page_token.is_empty() {
+            break;
+        }
+        page_token = reply.next_page_token;
+    }
+    if names.is_empty() {
+        return Err(Error::NoProducts);
+    }
+    Ok(names)
+}
+
+/// Makes one call of `scenario`, abandoning it after `data.timeout`.
+pub async fn call(scenario: Scenario, clients: &mut Clients, data: &Data, rng: &mut Rng) -> Outcome {
+    match tokio::time::timeout(data.timeout, call_once(scenario, clients, data, rng)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Outcome::Error(code_name(Code::DeadlineExceeded)),
+    }
+}
+
+async fn call_once(scenario: Scenario, clients: &mut Clients, data: &Data, rng: &mut Rng) -> Outcome {
+    let result = match scenario {
+        Scenario::GetProduct => {
+            let Some(catalog) = &mut clients.catalog else {
+                return Outcome::Error(code_name(Code::FailedPrecondition));
+            };
+            let index = usize::try_from(rng.below(data.products.len() as u64)).unwrap_or_default();
+            let Some(name) = data.products.get(index) else {
+                return Outcome::Error(code_name(Code::FailedPrecondition));
+            };
+            catalog
+                .get_product(GetProductRequest { name: name.clone() })
+                .await
+                .map(|reply| reply.get_ref().product.as_ref().is_some_and(|p| &p.name == name))
+        }
+        Scenario::ListProducts => {
+            let Some(catalog) = &mut clients.catalog else {
+                return Outcome::Error(code_name(Code::FailedPrecondition));
+            };
+            catalog
+                .list_products(ListProductsRequest {
+                    page_size: data.page_size,
+                    page_token: String::new(),
+                })
+                .await
+                .map(|reply| !reply.get_ref().products.is_empty())
+        }
+        Scenario::Echo => {
+            let Some(echo) = &mut clients.echo else {
+                return Outcome::Error(code_name(Code::FailedPrecondition));
+            };
+            echo.echo(EchoRequest {
+                message: data.echo_message.clone(),
+            })
+            .await
+            .map(|reply| reply.get_ref().message.len() == data.echo_message.len())
+        }
+    };
+    match result {
+        Ok(true) => Outcome::Ok,
+        Ok(false) => Outcome::Error(INVALID_REPLY),
+        Err(status) => Outcome::Error(code_name(status.code())),
+    }
+}
+
+/// The canonical name of a gRPC status code, as gRPC's own tools print it.
+pub fn code_name(code: Code) -> &'static str {
+    match code {
+        Code::Ok => "OK",
+        Code::Cancelled => "CANCELLED",
+        Code::Unknown => "UNKNOWN",
+        Code::InvalidArgument => "INVALID_ARGUMENT",
+        Code::DeadlineExceeded => "DEADLINE_EXCEEDED",
+        Code::NotFound => "NOT_FOUND",
+        Code::AlreadyExists => "ALREADY_EXISTS",
+        Code::PermissionDenied => "PERMISSION_DENIED",
+        Code::ResourceExhausted => "RESOURCE_EXHAUSTED",
+        Code::FailedPrecondition => "FAILED_PRECONDITION",
+        Code::Aborted => "ABORTED",
+        Code::OutOfRange => "OUT_OF_RANGE",
+        Code::Unimplemented => "UNIMPLEMENTED",
+        Code::Internal => "INTERNAL",
+        Code::Unavailable => "UNAVAILABLE",
+        Code::DataLoss => "DATA_LOSS",
+        Code::Unauthenticated => "UNAUTHENTICATED",
+    }
+}

@@ -1,0 +1,125 @@
+//! What the catalog sends to inventory: one batched call per request, carrying the
+//! caller's deadline and request id, and nothing that belongs to the caller's hop.
+
+mod support;
+
+use std::time::Duration;
+
+use meshmart::{
+    context::parse_grpc_timeout,
+    proto::catalog::{GetProductRequest, ListProductsRequest},
+    testing::{self, Backend},
+};
+use support::fake_inventory::FakeInventory;
+use tonic::{Code, Request};
+
+async fn shop_with_fake(fake: FakeInventory, test: &str) -> (support::Shop, testing::TestServer<tonic::transport::Error>) {
+    let inventory = fake.spawn().await;
+    let shop = support::start_catalog(
+        Backend::Sqlite,
+        tempfile::tempdir().unwrap(),
+        test,
+        &inventory.endpoint(),
+        testing::server_config(catalog::SERVICE),
+    )
+    .await;
+    (shop, inventory)
+}
+
+#[tokio::test]
+async fn one_batched_stock_call_per_request() {
+    let fake = FakeInventory::default();
+    let (mut shop, inventory) = shop_with_fake(fake.clone(), "one_batch").await;
+
+    let page = shop
+        .client
+        .list_products(ListProductsRequest {
+            page_size: 5,
+            page_token: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page.products.len(), 5);
+    assert!(page.products.iter().all(|p| p.available_quantity == 7));
+    shop.client
+        .get_product(GetProductRequest {
+            name: "products/travel-mug".into(),
+        })
+        .await
+        .unwrap();
+
+    let recorded = fake.recorded.lock().await;
+    let expected_page: Vec<String> = page
+        .products
+        .iter()
+        .map(|p| p.name.trim_start_matches("products/").to_owned())
+        .collect();
+    assert_eq!(recorded.batches, vec![expected_page, vec!["travel-mug".to_owned()]]);
+    drop(recorded);
+    shop.stop().await;
+    inventory.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn deadline_and_request_id_go_downstream() {
+    let fake = FakeInventory::default();
+    let (mut shop, inventory) = shop_with_fake(fake.clone(), "deadline").await;
+
+    let mut request = Request::new(GetProductRequest {
+        name: "products/travel-mug".into(),
+    });
+    request.set_timeout(Duration::from_secs(30));
+    request.metadata_mut().insert("x-request-id", "req-7".parse().unwrap());
+    request.metadata_mut().insert("authorization", "Bearer caller-token".parse().unwrap());
+    shop.client.get_product(request).await.unwrap();
+    // Without a deadline, none is invented.
+    shop.client
+        .get_product(GetProductRequest {
+            name: "products/travel-mug".into(),
+        })
+        .await
+        .unwrap();
+
+    let recorded = fake.recorded.lock().await;
+    let with_deadline = &recorded.metadata[0];
+    let timeout = parse_grpc_timeout(with_deadline.get("grpc-timeout").unwrap().to_str().unwrap()).unwrap();
+    assert!(timeout > Duration::ZERO && timeout <= Duration::from_secs(30), "{timeout:?}");
+    assert_eq!(with_deadline.get("x-request-id").unwrap(), "req-7");
+    assert!(with_deadline.get("authorization").is_none());
+    assert!(recorded.metadata[1].get("grpc-timeout").is_none());
+    drop(recorded);
+    shop.stop().await;
+    inventory.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn inventory_out_of_reach_is_unavailable() {
+    // A port that was just free: nothing listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut shop = support::start_catalog(
+        Backend::Sqlite,
+        tempfile::tempdir().unwrap(),
+        "unavailable",
+        &format!("http://{closed}"),
+        testing::server_config(catalog::SERVICE),
+    )
+    .await;
+    let status = shop
+        .client
+        .get_product(GetProductRequest {
+            name: "products/travel-mug".into(),
+        })
+        .await
+        .unwrap_err();
+    // UNAVAILABLE, so the mesh knows a retry (elsewhere) may succeed.
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    // A request the catalog can answer alone still fails fast and clearly.
+    let status = shop
+        .client
+        .get_product(GetProductRequest { name: "bad".into() })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    shop.stop().await;
+}

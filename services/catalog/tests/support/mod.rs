@@ -1,0 +1,81 @@
+//! Starting the catalog in-process for a test, in front of the real inventory service or
+//! of a fake one that records what it was asked.
+
+#![allow(dead_code, unreachable_pub)]
+
+pub mod fake_inventory;
+
+use meshmart::{
+    proto::{
+        catalog::catalog_service_client::CatalogServiceClient,
+        inventory::inventory_service_client::InventoryServiceClient,
+    },
+    testing::{self, Backend, TestServer},
+};
+use tonic::transport::Channel;
+
+pub struct Shop {
+    pub catalog: TestServer<meshmart::Error>,
+    pub inventory: Option<TestServer<meshmart::Error>>,
+    pub client: CatalogServiceClient<Channel>,
+    pub inventory_client: Option<InventoryServiceClient<Channel>>,
+    _dir: tempfile::TempDir,
+}
+
+/// Catalog and the real inventory, both on SQLite.
+pub async fn start(test: &str) -> Shop {
+    start_on(Backend::Sqlite, test).await
+}
+
+pub async fn start_on(backend: Backend, test: &str) -> Shop {
+    let dir = tempfile::tempdir().unwrap();
+    let inventory_config = inventory::Config {
+        server: testing::server_config(inventory::SERVICE),
+        database: testing::database(backend, dir.path(), &format!("{test}_inventory")).await,
+    };
+    let inventory = TestServer::spawn(&inventory_config.server.clone(), |listeners, shutdown| {
+        inventory::serve(inventory_config, listeners, shutdown)
+    })
+    .await;
+    let inventory_client = InventoryServiceClient::connect(inventory.endpoint()).await.unwrap();
+    let mut shop = start_catalog(backend, dir, test, &inventory.endpoint(), testing::server_config(catalog::SERVICE)).await;
+    shop.inventory = Some(inventory);
+    shop.inventory_client = Some(inventory_client);
+    shop
+}
+
+/// Catalog alone, calling the inventory at `inventory_addr`.
+pub async fn start_catalog(
+    backend: Backend,
+    dir: tempfile::TempDir,
+    test: &str,
+    inventory_addr: &str,
+    server: meshmart::config::ServerConfig,
+) -> Shop {
+    let config = catalog::Config {
+        server,
+        database: testing::database(backend, dir.path(), &format!("{test}_catalog")).await,
+        inventory_addr: inventory_addr.to_owned(),
+    };
+    let catalog = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
+        catalog::serve(config, listeners, shutdown)
+    })
+    .await;
+    let client = CatalogServiceClient::connect(catalog.endpoint()).await.unwrap();
+    Shop {
+        catalog,
+        inventory: None,
+        client,
+        inventory_client: None,
+        _dir: dir,
+    }
+}
+
+impl Shop {
+    pub async fn stop(self) {
+        self.catalog.stop().await.unwrap();
+        if let Some(inventory) = self.inventory {
+            inventory.stop().await.unwrap();
+        }
+    }
+}

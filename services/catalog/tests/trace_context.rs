@@ -1,0 +1,58 @@
+//! W3C trace context flows from the caller through the catalog to inventory: the
+//! inventory call belongs to the caller's trace, as a child of the catalog's span.
+
+mod support;
+
+use meshmart::{
+    config::{LogFormat, TelemetryConfig},
+    proto::catalog::GetProductRequest,
+    testing::{self, Backend},
+};
+use support::fake_inventory::FakeInventory;
+use tonic::Request;
+
+#[tokio::test]
+async fn traceparent_reaches_inventory_in_the_same_trace() {
+    // Telemetry as every service sets it up, without an exporter. One per test binary.
+    let _telemetry = meshmart::telemetry::init(
+        "catalog",
+        "v1",
+        &TelemetryConfig {
+            log_format: LogFormat::Text,
+            log_filter: "warn".into(),
+            otlp_endpoint: None,
+            otel_service_name: None,
+        },
+    )
+    .unwrap();
+    let fake = FakeInventory::default();
+    let inventory = fake.clone().spawn().await;
+    let mut shop = support::start_catalog(
+        Backend::Sqlite,
+        tempfile::tempdir().unwrap(),
+        "trace",
+        &inventory.endpoint(),
+        testing::server_config(catalog::SERVICE),
+    )
+    .await;
+
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let caller_span = "00f067aa0ba902b7";
+    let mut request = Request::new(GetProductRequest {
+        name: "products/espresso-cup".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("traceparent", format!("00-{trace_id}-{caller_span}-01").parse().unwrap());
+    shop.client.get_product(request).await.unwrap();
+
+    let recorded = fake.recorded.lock().await;
+    let traceparent = recorded.metadata[0].get("traceparent").unwrap().to_str().unwrap().to_owned();
+    let parts: Vec<&str> = traceparent.split('-').collect();
+    assert_eq!(parts[1], trace_id, "same trace: {traceparent}");
+    assert_ne!(parts[2], caller_span, "a new span, the catalog's: {traceparent}");
+    assert_eq!(parts[3], "01", "sampled, as the caller decided");
+    drop(recorded);
+    shop.stop().await;
+    inventory.stop().await.unwrap();
+}

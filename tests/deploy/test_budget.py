@@ -1,0 +1,70 @@
+"""The whole shop plus its sidecars fits a laptop: all pods of the namespace together request
+at most 0.5 CPU and 512Mi (Postgres, NATS and the canary included), computed from the
+manifests as they are applied."""
+
+from __future__ import annotations
+
+import copy
+
+import deploylib
+import pytest
+from conftest import LAPTOP_TARGETS, target
+from deploylib import Doc
+
+
+@pytest.mark.parametrize("name", LAPTOP_TARGETS)
+def test_the_namespace_fits_the_budget(name):
+    rows, errors = deploylib.requests(target(name).docs)
+    report = deploylib.budget_report(rows)
+    assert not errors, "\n".join(errors) + "\n" + report
+    assert not deploylib.budget_errors(rows), "\n".join(deploylib.budget_errors(rows)) + "\n" + report
+    # Every long-running workload is counted: three service pods, Postgres and NATS.
+    assert {r.workload for r in rows} == {
+        "Deployment/catalog-v1",
+        "Deployment/catalog-v2",
+        "Deployment/inventory-v1",
+        "StatefulSet/postgres",
+        "StatefulSet/nats",
+    }, report
+
+
+def _with(docs: list[Doc], kind: str, name: str, mutate) -> list[Doc]:
+    out = []
+    for doc in docs:
+        if doc.kind == kind and doc.name == name:
+            body = copy.deepcopy(doc.body)
+            mutate(body)
+            doc = Doc(doc.origin, body)
+        out.append(doc)
+    return out
+
+
+def test_going_over_the_budget_fails():
+    docs = _with(target("committed").docs, "Deployment", "catalog-v2", lambda b: b["spec"].update(replicas=4))
+    rows, errors = deploylib.requests(docs)
+    assert not errors
+    assert any("Mi, over the budget" in e for e in deploylib.budget_errors(rows)), deploylib.budget_report(rows)
+
+
+def test_an_hpa_minimum_counts():
+    docs = _with(
+        target("committed").docs, "HorizontalPodAutoscaler", "inventory-v1", lambda b: b["spec"].update(minReplicas=3)
+    )
+    rows, _ = deploylib.requests(docs)
+    assert next(r for r in rows if r.workload == "Deployment/inventory-v1").replicas == 3
+
+
+def test_an_unsized_sidecar_is_an_error():
+    def drop(body):
+        del body["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/proxyMemory"]
+
+    _, errors = deploylib.requests(_with(target("committed").docs, "StatefulSet", "nats", drop))
+    assert any("does not size it" in e for e in errors)
+
+
+def test_quantities_parse():
+    assert deploylib.cpu_milli("20m") == 20 and deploylib.cpu_milli("0.5") == 500 and deploylib.cpu_milli(2) == 2000
+    assert deploylib.memory_bytes("32Mi") == 32 * 2**20 and deploylib.memory_bytes("1G") == 10**9
+    assert deploylib.seconds("600ms") == 0.6 and deploylib.seconds("1m30s") == 90
+    with pytest.raises(ValueError):
+        deploylib.memory_bytes("32MB")

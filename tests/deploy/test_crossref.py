@@ -1,0 +1,237 @@
+"""The documents fit together: every VirtualService host and destination is a Service,
+every subset is defined by a DestinationRule and selects pods, every AuthorizationPolicy
+principal is a ServiceAccount a workload runs as, Service ports are named for gRPC, probes
+hit the gRPC port, and retries are safe for the methods they retry. Each rule is shown to
+fire on a document broken for it."""
+
+from __future__ import annotations
+
+import copy
+
+import deploylib
+import pytest
+from conftest import target
+from deploylib import Doc
+
+
+def _crossref(t, docs=None) -> list[str]:
+    return deploylib.crossref_errors(
+        t.docs if docs is None else docs,
+        external_principals=t.external_principals,
+        external_secrets=t.external_secrets,
+    )
+
+
+def test_documents_fit_together(any_target):
+    errors = _crossref(any_target)
+    assert not errors, "\n".join(errors)
+
+
+def test_only_the_architecture_s_calls_are_allowed():
+    """catalog is called by the ingress gateway only, inventory by catalog only, PostgreSQL by
+    the services that own a database; nothing else (deny by default)."""
+    docs = target("committed").docs
+    policies = {d.name: d for d in docs if d.kind == "AuthorizationPolicy" and d.namespace == "meshmart"}
+    assert policies["deny-by-default"].spec == {}
+
+    def principals(name):
+        return sorted(p for r in policies[name].spec["rules"] for f in r["from"] for p in f["source"]["principals"])
+
+    assert principals("catalog") == ["cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"]
+    assert principals("inventory") == ["cluster.local/ns/meshmart/sa/catalog"]
+    assert principals("postgres") == ["cluster.local/ns/meshmart/sa/catalog", "cluster.local/ns/meshmart/sa/inventory"]
+    assert "nats" not in policies, "no service uses NATS yet, so nobody may call it"
+    assert set(policies) == {"deny-by-default", "catalog", "inventory", "postgres"}
+
+
+def test_the_canary_splits_by_weight_and_pins_by_header():
+    docs = target("committed").docs
+    vs = next(d for d in docs if d.kind == "VirtualService" and d.name == "catalog")
+    routes = {r["name"]: r for r in vs.spec["http"]}
+    weights = {d["destination"]["subset"]: d["weight"] for d in routes["catalog-reads"]["route"]}
+    assert weights == {"v1": 90, "v2": 10}
+    pinned = routes["catalog-reads-v2-pinned"]
+    assert all(m["headers"] == {"x-meshmart-canary": {"exact": "v2"}} for m in pinned["match"])
+    assert [d["destination"]["subset"] for d in pinned["route"]] == ["v2"]
+    canary = next(d for d in docs if d.kind == "Deployment" and d.name == "catalog-v2")
+    container = canary.spec["template"]["spec"]["containers"][0]
+    assert canary.spec["template"]["metadata"]["labels"]["version"] == "v2"
+    assert {"name": "SERVICE_VERSION", "value": "v2"} in container["env"]
+
+
+def test_adding_a_service_is_a_values_entry():
+    """ci/more-services-values.yaml adds five services with no template change: each gets its
+    Service, Deployment, routes and policy, and its callers get its address."""
+    docs = target("chart-more-services").docs
+    names = {d.name for d in docs if d.kind == "Deployment"}
+    assert {"orders-v1", "payments-v1", "fulfillment-v1", "notifications-v1", "orchestrator-v1"} <= names
+    config = {d.name: d.body["data"] for d in docs if d.kind == "ConfigMap"}
+    assert config["orders"]["CATALOG_ADDR"] == "http://catalog:50051"
+    assert config["orders"]["INVENTORY_ADDR"] == "http://inventory:50052"
+    assert config["orchestrator"]["ORDERS_ADDR"] == "http://orders:50053"
+    assert config["payments"]["NATS_URL"] == "nats://nats:4222"
+    nats = next(d for d in docs if d.kind == "AuthorizationPolicy" and d.name == "nats")
+    allowed = {p.rpartition("/")[2] for r in nats.spec["rules"] for f in r["from"] for p in f["source"]["principals"]}
+    assert allowed == {"orders", "payments", "fulfillment", "notifications", "orchestrator"}
+
+
+# --------------------------------------------------------------------------- negative tests
+
+
+def _break(kind: str, name: str, mutate) -> list[str]:
+    t = target("committed")
+    docs = []
+    for doc in t.docs:
+        if doc.kind == kind and doc.name == name:
+            body = copy.deepcopy(doc.body)
+            mutate(body)
+            doc = Doc(doc.origin, body)
+        docs.append(doc)
+    return _crossref(t, docs)
+
+
+def _route(body, name):
+    return next(r for r in body["spec"]["http"] if r["name"] == name)
+
+
+BREAKAGES = {
+    "VirtualService host is no Service": (
+        "VirtualService",
+        "inventory",
+        lambda b: b["spec"].update(hosts=["inventroy.meshmart.svc.cluster.local"]),
+        "is not a Service",
+    ),
+    "destination is no Service": (
+        "VirtualService",
+        "catalog",
+        lambda b: _route(b, "catalog-reads")["route"][0]["destination"].update(host="catalogue"),
+        "is not a Service",
+    ),
+    "subset no DestinationRule defines": (
+        "VirtualService",
+        "catalog",
+        lambda b: _route(b, "catalog-reads")["route"][1]["destination"].update(subset="v3"),
+        "defined by no DestinationRule",
+    ),
+    "weights that do not add up": (
+        "VirtualService",
+        "catalog",
+        lambda b: _route(b, "catalog-reads")["route"][1].update(weight=20),
+        "weights add up to 110",
+    ),
+    "destination port the Service lacks": (
+        "VirtualService",
+        "inventory",
+        lambda b: _route(b, "inventory-reads")["route"][0]["destination"]["port"].update(number=50053),
+        "is not a port of",
+    ),
+    "retrying a write on INTERNAL": (
+        "VirtualService",
+        "inventory",
+        lambda b: _route(b, "inventory-writes")["retries"].update(retryOn="unavailable,internal"),
+        "not safe for writes",
+    ),
+    "retrying an unclassified method on UNAVAILABLE": (
+        "VirtualService",
+        "inventory",
+        lambda b: _route(b, "inventory-other")["retries"].update(retryOn="connect-failure,unavailable"),
+        "not safe for other",
+    ),
+    "tries that overrun the timeout": (
+        "VirtualService",
+        "inventory",
+        lambda b: _route(b, "inventory-reads")["retries"].update(perTryTimeout="1s"),
+        "exceeds timeout",
+    ),
+    "a caller's try shorter than the callee's route": (
+        "VirtualService",
+        "catalog",
+        lambda b: [
+            _route(b, name)["retries"].update(perTryTimeout="1500ms")
+            for name in ("catalog-reads", "catalog-reads-v2-pinned")
+        ],
+        "does not outlast inventory",
+    ),
+    "subset whose labels select no pod": (
+        "DestinationRule",
+        "catalog",
+        lambda b: b["spec"]["subsets"][1]["labels"].update(version="v9"),
+        "matches no pod",
+    ),
+    "DestinationRule without mTLS": (
+        "DestinationRule",
+        "inventory",
+        lambda b: b["spec"]["trafficPolicy"]["tls"].update(mode="DISABLE"),
+        "ISTIO_MUTUAL",
+    ),
+    "principal of no ServiceAccount": (
+        "AuthorizationPolicy",
+        "inventory",
+        lambda b: b["spec"]["rules"][0]["from"][0]["source"].update(principals=["cluster.local/ns/meshmart/sa/orders"]),
+        "no ServiceAccount defined here",
+    ),
+    "AuthorizationPolicy port no container has": (
+        "AuthorizationPolicy",
+        "inventory",
+        lambda b: b["spec"]["rules"][0]["to"][0]["operation"].update(ports=["50051"]),
+        "is no container port",
+    ),
+    "Service port not named for gRPC": (
+        "Service",
+        "catalog",
+        lambda b: b["spec"]["ports"][0].update(name="http"),
+        "not named for its appProtocol",
+    ),
+    "Service without appProtocol": (
+        "Service",
+        "inventory",
+        lambda b: b["spec"]["ports"][0].pop("appProtocol"),
+        "no appProtocol",
+    ),
+    "Service selecting no pod": (
+        "Service",
+        "inventory",
+        lambda b: b["spec"]["selector"].update(app="inventroy"),
+        "matches no workload",
+    ),
+    "probe off the gRPC port": (
+        "Deployment",
+        "inventory-v1",
+        lambda b: b["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["grpc"].update(port=9090),
+        "not the gRPC port",
+    ),
+    "liveness probe that is not gRPC health": (
+        "Deployment",
+        "catalog-v1",
+        lambda b: b["spec"]["template"]["spec"]["containers"][0].update(
+            livenessProbe={"tcpSocket": {"port": 50051}, "periodSeconds": 10}
+        ),
+        "not a gRPC health probe",
+    ),
+    "pods without the version label": (
+        "Deployment",
+        "inventory-v1",
+        lambda b: b["spec"]["template"]["metadata"]["labels"].pop("version"),
+        "'version' label",
+    ),
+    "a ServiceAccount that does not exist": (
+        "Deployment",
+        "catalog-v2",
+        lambda b: b["spec"]["template"]["spec"].update(serviceAccountName="catalog-v2"),
+        "is not defined",
+    ),
+    "a Secret that does not exist": (
+        "Deployment",
+        "inventory-v1",
+        lambda b: b["spec"]["template"]["spec"]["containers"][0]["envFrom"][1]["secretRef"].update(name="inv-db"),
+        "Secret 'inv-db' is not defined",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BREAKAGES))
+def test_a_broken_reference_is_reported(case):
+    kind, name, mutate, message = BREAKAGES[case]
+    assert not _crossref(target("committed")), "the unbroken documents must pass"
+    errors = _break(kind, name, mutate)
+    assert any(message in e for e in errors), f"{case}: expected {message!r} in {errors}"
