@@ -50,7 +50,12 @@ impl Env {
     }
 
     /// Parses `variable` with [`FromStr`], or returns `default` when it is unset.
-    pub fn parse_or<T>(&self, variable: &'static str, default: T, expected: &str) -> Result<T, ConfigError>
+    pub fn parse_or<T>(
+        &self,
+        variable: &'static str,
+        default: T,
+        expected: &str,
+    ) -> Result<T, ConfigError>
     where
         T: FromStr,
     {
@@ -77,18 +82,25 @@ impl Env {
         }
     }
 
-    pub fn seconds_or(&self, variable: &'static str, default: u64) -> Result<Duration, ConfigError> {
+    pub fn seconds_or(
+        &self,
+        variable: &'static str,
+        default: u64,
+    ) -> Result<Duration, ConfigError> {
         self.parse_or(variable, default, "a whole number of seconds")
             .map(Duration::from_secs)
     }
 
     /// A `http://host:port` address of another service.
-    pub fn endpoint_or(&self, variable: &'static str, default: &str) -> Result<String, ConfigError> {
+    pub fn endpoint_or(
+        &self,
+        variable: &'static str,
+        default: &str,
+    ) -> Result<String, ConfigError> {
         let value = self.get(variable).unwrap_or(default).trim().to_owned();
-        let valid = value
-            .parse::<http::Uri>()
-            .ok()
-            .is_some_and(|uri| matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some());
+        let valid = value.parse::<http::Uri>().ok().is_some_and(|uri| {
+            matches!(uri.scheme_str(), Some("http" | "https")) && uri.host().is_some()
+        });
         if valid {
             Ok(value)
         } else {
@@ -160,7 +172,11 @@ impl ServerConfig {
         let addr = "an address like 0.0.0.0:50051";
         Ok(Self {
             service,
-            grpc_addr: env.parse_or("GRPC_ADDR", SocketAddr::from((any, service.grpc_port)), addr)?,
+            grpc_addr: env.parse_or(
+                "GRPC_ADDR",
+                SocketAddr::from((any, service.grpc_port)),
+                addr,
+            )?,
             metrics_addr: env.parse_or(
                 "METRICS_ADDR",
                 SocketAddr::from((any, service.metrics_port())),
@@ -253,10 +269,16 @@ impl DatabaseConfig {
             Some(url) => url.to_owned(),
             None => {
                 let dir = PathBuf::from(env.get("DATA_DIR").unwrap_or("data"));
-                format!("sqlite://{}", dir.join(format!("{}.db", service.name)).display())
+                format!(
+                    "sqlite://{}",
+                    dir.join(format!("{}.db", service.name)).display()
+                )
             }
         };
-        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres://")
+            || url.starts_with("postgresql://"))
+        {
             return Err(ConfigError {
                 variable: "DATABASE_URL",
                 // The scheme is enough to see the mistake; the rest may hold a password.
@@ -264,8 +286,11 @@ impl DatabaseConfig {
                 expected: "a sqlite:// or postgres:// URL".to_owned(),
             });
         }
-        let max_connections =
-            env.parse_or("DATABASE_MAX_CONNECTIONS", 8u32, "a whole number from 1 to 1000")?;
+        let max_connections = env.parse_or(
+            "DATABASE_MAX_CONNECTIONS",
+            8u32,
+            "a whole number from 1 to 1000",
+        )?;
         if !(1..=1000).contains(&max_connections) {
             return Err(ConfigError {
                 variable: "DATABASE_MAX_CONNECTIONS",
@@ -324,10 +349,12 @@ mod tests {
             ("SERVICE_VERSION", "v 2"),
             ("METRICS_ADDR", "9090"),
         ] {
-            let err = ServerConfig::from_env(&Env::from_pairs([(variable, value)]), CATALOG).unwrap_err();
+            let err =
+                ServerConfig::from_env(&Env::from_pairs([(variable, value)]), CATALOG).unwrap_err();
             assert_eq!(err.variable, variable);
         }
-        let err = TelemetryConfig::from_env(&Env::from_pairs([("LOG_FORMAT", "yaml")])).unwrap_err();
+        let err =
+            TelemetryConfig::from_env(&Env::from_pairs([("LOG_FORMAT", "yaml")])).unwrap_err();
         assert_eq!(err.variable, "LOG_FORMAT");
     }
 
@@ -345,15 +372,24 @@ mod tests {
 
     #[test]
     fn endpoints_and_booleans_are_checked() {
-        let env = Env::from_pairs([("INVENTORY_ADDR", "inventory:50052"), ("SEED_DEMO_DATA", "maybe")]);
+        let env = Env::from_pairs([
+            ("INVENTORY_ADDR", "inventory:50052"),
+            ("SEED_DEMO_DATA", "maybe"),
+        ]);
         assert_eq!(
-            env.endpoint_or("INVENTORY_ADDR", "http://127.0.0.1:50052").unwrap_err().variable,
+            env.endpoint_or("INVENTORY_ADDR", "http://127.0.0.1:50052")
+                .unwrap_err()
+                .variable,
             "INVENTORY_ADDR"
         );
-        assert_eq!(env.bool_or("SEED_DEMO_DATA", true).unwrap_err().variable, "SEED_DEMO_DATA");
+        assert_eq!(
+            env.bool_or("SEED_DEMO_DATA", true).unwrap_err().variable,
+            "SEED_DEMO_DATA"
+        );
         let env = Env::from_pairs([("INVENTORY_ADDR", "http://inventory:50052"), ("X", "")]);
         assert_eq!(
-            env.endpoint_or("INVENTORY_ADDR", "http://127.0.0.1:50052").unwrap(),
+            env.endpoint_or("INVENTORY_ADDR", "http://127.0.0.1:50052")
+                .unwrap(),
             "http://inventory:50052"
         );
         assert_eq!(env.get("X"), None);

@@ -64,7 +64,10 @@ impl CallContext {
                 Some((HeaderName::from_static(name), value.clone()))
             })
             .collect();
-        Self { deadline, forwarded }
+        Self {
+            deadline,
+            forwarded,
+        }
     }
 
     /// The deadline of the call being served, if its caller set one.
@@ -197,7 +200,10 @@ where
             propagator.extract(&HeaderExtractor(headers))
         });
         let path = request.uri().path();
-        let (service, method) = path.trim_start_matches('/').split_once('/').unwrap_or((path, ""));
+        let (service, method) = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .unwrap_or((path, ""));
         let span = tracing::info_span!(
             "grpc.server",
             otel.name = %path.trim_start_matches('/'),

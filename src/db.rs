@@ -14,17 +14,28 @@ use crate::{Error, Result, config::DatabaseConfig};
 /// Connects, creating a SQLite file and its folder when needed, and runs the migrations.
 pub async fn connect(config: &DatabaseConfig, migrator: &Migrator) -> Result<AnyPool> {
     install_default_drivers();
-    let url = match config.url.strip_prefix("sqlite://").or_else(|| config.url.strip_prefix("sqlite:")) {
+    let url = match config
+        .url
+        .strip_prefix("sqlite://")
+        .or_else(|| config.url.strip_prefix("sqlite:"))
+    {
         Some(rest) => {
             let path = rest.split('?').next().unwrap_or_default();
-            if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+            if let Some(dir) = Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
                 std::fs::create_dir_all(dir).map_err(|source| Error::DataDir {
                     path: dir.to_owned(),
                     source,
                 })?;
             }
             // Create the file on first start.
-            if rest.contains('?') { config.url.clone() } else { format!("{}?mode=rwc", config.url) }
+            if rest.contains('?') {
+                config.url.clone()
+            } else {
+                format!("{}?mode=rwc", config.url)
+            }
         }
         None => config.url.clone(),
     };
@@ -66,8 +77,10 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
             let code = code.as_deref().unwrap_or_default();
             // SQLite: SQLITE_BUSY (5), SQLITE_LOCKED (6). PostgreSQL: serialization failure,
             // deadlock, too many connections, admin shutdown and friends.
-            matches!(code, "5" | "6" | "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03")
-                || code.starts_with("08")
+            matches!(
+                code,
+                "5" | "6" | "40001" | "40P01" | "53300" | "57P01" | "57P02" | "57P03"
+            ) || code.starts_with("08")
         }
         _ => false,
     }

@@ -19,7 +19,10 @@ pub fn registry(service: &str, version: &str) -> Registry {
         Info::new(vec![
             ("service".to_owned(), service.to_owned()),
             ("version".to_owned(), version.to_owned()),
-            ("crate_version".to_owned(), env!("CARGO_PKG_VERSION").to_owned()),
+            (
+                "crate_version".to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned(),
+            ),
         ]),
     );
     registry
@@ -34,14 +37,19 @@ pub(crate) async fn serve(
     let app = Router::new()
         .route("/metrics", get(render))
         .with_state(Arc::new(registry));
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn render(State(registry): State<Arc<Registry>>) -> impl IntoResponse {
     let mut body = String::new();
     match encode(&mut body, &registry) {
         Ok(()) => (
-            [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
             body,
         )
             .into_response(),

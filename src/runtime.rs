@@ -37,7 +37,10 @@ where
         }
     };
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("{}: cannot start the async runtime: {error}", service.name);
@@ -54,7 +57,9 @@ where
             }
         };
         let result = match Listeners::bind(&server).await {
-            Ok(listeners) => serve(config, listeners, crate::shutdown::signal()).await.map_err(|e| e.to_string()),
+            Ok(listeners) => serve(config, listeners, crate::shutdown::signal())
+                .await
+                .map_err(|e| e.to_string()),
             Err(error) => Err(error.to_string()),
         };
         match result {

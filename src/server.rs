@@ -125,7 +125,9 @@ impl ServiceHost {
         routes.add_service(reflection_v1()?);
         routes.add_service(reflection_v1alpha()?);
         for name in &names {
-            health.set_service_status(*name, ServingStatus::Serving).await;
+            health
+                .set_service_status(*name, ServingStatus::Serving)
+                .await;
         }
         health.set_service_status("", ServingStatus::Serving).await;
 
@@ -137,11 +139,18 @@ impl ServiceHost {
             let delay = config.drain_delay;
             async move {
                 shutdown.await;
-                health.set_service_status("", ServingStatus::NotServing).await;
+                health
+                    .set_service_status("", ServingStatus::NotServing)
+                    .await;
                 for name in &names {
-                    health.set_service_status(*name, ServingStatus::NotServing).await;
+                    health
+                        .set_service_status(*name, ServingStatus::NotServing)
+                        .await;
                 }
-                tracing::info!(drain_delay_secs = delay.as_secs(), "health is NOT_SERVING; draining");
+                tracing::info!(
+                    drain_delay_secs = delay.as_secs(),
+                    "health is NOT_SERVING; draining"
+                );
                 tokio::time::sleep(delay).await;
                 let _ = drain_started_tx.send(());
             }
@@ -209,7 +218,10 @@ async fn grace(
     match tokio::time::timeout(period, &mut server).await {
         Ok(result) => Ok(result?),
         Err(_) => {
-            tracing::warn!(grace_period_secs = period.as_secs(), "grace period over; abandoning calls in flight");
+            tracing::warn!(
+                grace_period_secs = period.as_secs(),
+                "grace period over; abandoning calls in flight"
+            );
             Ok(())
         }
     }

@@ -10,10 +10,10 @@
 use std::io::IsTerminal;
 
 use opentelemetry::{KeyValue, trace::TracerProvider as _};
-use opentelemetry_sdk::{
-    Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider,
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use tracing_subscriber::{
+    EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
 };
-use tracing_subscriber::{EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt};
 
 use crate::{
     Error, Result,
@@ -39,9 +39,13 @@ impl Drop for TelemetryGuard {
 pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
-    let mut resource = Resource::builder().with_attribute(KeyValue::new("service.version", version.to_owned()));
+    let mut resource =
+        Resource::builder().with_attribute(KeyValue::new("service.version", version.to_owned()));
     resource = resource.with_service_name(
-        config.otel_service_name.clone().unwrap_or_else(|| service.to_owned()),
+        config
+            .otel_service_name
+            .clone()
+            .unwrap_or_else(|| service.to_owned()),
     );
     let mut provider = SdkTracerProvider::builder().with_resource(resource.build());
     if config.otlp_endpoint.is_some() {
@@ -73,10 +77,15 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
 
     // RUST_LOG filters the logs only: spans for traces are kept at INFO whatever the log
     // level, or a quiet service would stop propagating trace context.
-    let log_filter = EnvFilter::try_new(&config.log_filter).map_err(|e| Error::Telemetry(e.to_string()))?;
+    let log_filter =
+        EnvFilter::try_new(&config.log_filter).map_err(|e| Error::Telemetry(e.to_string()))?;
     tracing_subscriber::registry()
         .with(logs.with_filter(log_filter))
-        .with(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(LevelFilter::INFO))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(tracer)
+                .with_filter(LevelFilter::INFO),
+        )
         .try_init()
         .map_err(|e| Error::Telemetry(e.to_string()))?;
 

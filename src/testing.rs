@@ -78,7 +78,11 @@ impl<E: Send + 'static> TestServer<E> {
 }
 
 /// A database configuration for one test on `backend`, seeded with the demo data.
-pub async fn database(backend: Backend, dir: &std::path::Path, test: &str) -> crate::config::DatabaseConfig {
+pub async fn database(
+    backend: Backend,
+    dir: &std::path::Path,
+    test: &str,
+) -> crate::config::DatabaseConfig {
     crate::config::DatabaseConfig {
         url: database_url(backend, dir, test).await,
         max_connections: 8,
@@ -96,11 +100,15 @@ pub async fn database_url(backend: Backend, dir: &std::path::Path, test: &str) -
             let admin = postgres_admin_url().expect("MESHMART_TEST_POSTGRES_URL");
             let name = format!(
                 "t_{}_{}",
-                test.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>(),
+                test.chars()
+                    .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                    .collect::<String>(),
                 std::process::id()
             )
             .to_ascii_lowercase();
-            let mut conn = sqlx::PgConnection::connect(&admin).await.expect("connect to test postgres");
+            let mut conn = sqlx::PgConnection::connect(&admin)
+                .await
+                .expect("connect to test postgres");
             sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
                 .execute(&mut conn)
                 .await
@@ -109,7 +117,9 @@ pub async fn database_url(backend: Backend, dir: &std::path::Path, test: &str) -
                 .execute(&mut conn)
                 .await
                 .expect("create test database");
-            let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+            let base = admin
+                .rsplit_once('/')
+                .map_or(admin.as_str(), |(base, _)| base);
             format!("{base}/{name}")
         }
     }
@@ -124,7 +134,9 @@ pub enum Backend {
 
 /// The admin URL of the throwaway PostgreSQL server that `scripts/with-postgres.sh` starts.
 pub fn postgres_admin_url() -> Option<String> {
-    std::env::var("MESHMART_TEST_POSTGRES_URL").ok().filter(|u| !u.is_empty())
+    std::env::var("MESHMART_TEST_POSTGRES_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
 }
 
 /// The backends to test on. PostgreSQL is skipped, loudly, when no server was given, unless

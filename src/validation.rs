@@ -49,7 +49,11 @@ impl FieldViolations {
         for (field, description) in self.violations {
             details.add_bad_request_violation(field, description);
         }
-        Err(Status::with_error_details(Code::InvalidArgument, message, details))
+        Err(Status::with_error_details(
+            Code::InvalidArgument,
+            message,
+            details,
+        ))
     }
 }
 
@@ -57,7 +61,10 @@ impl FieldViolations {
 pub fn invalid_field(field: &str, description: &str) -> Status {
     let mut violations = FieldViolations::new();
     violations.add(field, description);
-    violations.into_result().err().unwrap_or_else(|| Status::invalid_argument(description.to_owned()))
+    violations
+        .into_result()
+        .err()
+        .unwrap_or_else(|| Status::invalid_argument(description.to_owned()))
 }
 
 /// Whether `id` is a resource id in the AIP-122 style: 1 to 63 lowercase letters, digits
@@ -67,7 +74,9 @@ pub fn is_resource_id(id: &str) -> bool {
     (1..=63).contains(&bytes.len())
         && bytes[0].is_ascii_alphanumeric()
         && !id.ends_with('-')
-        && bytes.iter().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
 /// Whether `key` is usable as a caller-chosen idempotency key (`request_id`,
@@ -109,7 +118,10 @@ mod tests {
         assert_eq!(
             field_violations(&status),
             vec![
-                ("name".to_owned(), "must be products/{product_id}".to_owned()),
+                (
+                    "name".to_owned(),
+                    "must be products/{product_id}".to_owned()
+                ),
                 ("page_size".to_owned(), "must not be negative".to_owned()),
             ]
         );

@@ -34,10 +34,14 @@ fn main() -> ExitCode {
             Err(error) => usage_error(&error),
         },
         Some("serve") => match args.get(1).map(String::as_str) {
-            Some("catalog") => meshmart::runtime::main(catalog::SERVICE, catalog::Config::from_env, catalog::serve),
-            Some("inventory") => {
-                meshmart::runtime::main(inventory::SERVICE, inventory::Config::from_env, inventory::serve)
+            Some("catalog") => {
+                meshmart::runtime::main(catalog::SERVICE, catalog::Config::from_env, catalog::serve)
             }
+            Some("inventory") => meshmart::runtime::main(
+                inventory::SERVICE,
+                inventory::Config::from_env,
+                inventory::serve,
+            ),
             Some(other) => usage_error(&format!("unknown service {other:?}")),
             None => usage_error("serve needs a service name"),
         },

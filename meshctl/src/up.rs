@@ -20,7 +20,9 @@ use tokio::{
     time::Instant,
 };
 use tonic::transport::Endpoint;
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 /// The services `up` starts, in start order: dependencies first.
 const SERVICES: &[ServiceInfo] = &[inventory::SERVICE, catalog::SERVICE];
@@ -42,7 +44,11 @@ impl Options {
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
-            let mut value = |name: &str| args.next().cloned().ok_or_else(|| format!("{name} needs a value"));
+            let mut value = |name: &str| {
+                args.next()
+                    .cloned()
+                    .ok_or_else(|| format!("{name} needs a value"))
+            };
             match arg.as_str() {
                 "--data-dir" => options.data_dir = PathBuf::from(value("--data-dir")?),
                 "--port-offset" => {
@@ -63,12 +69,18 @@ impl Options {
     }
 
     fn metrics_addr(&self, service: &ServiceInfo) -> SocketAddr {
-        SocketAddr::from((Ipv4Addr::LOCALHOST, service.metrics_port() + self.port_offset))
+        SocketAddr::from((
+            Ipv4Addr::LOCALHOST,
+            service.metrics_port() + self.port_offset,
+        ))
     }
 }
 
 pub(crate) fn run(options: &Options) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("meshctl: cannot start the async runtime: {error}");
@@ -91,7 +103,11 @@ async fn up(options: &Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let width = SERVICES.iter().map(|s| s.name.len()).max().unwrap_or_default();
+    let width = SERVICES
+        .iter()
+        .map(|s| s.name.len())
+        .max()
+        .unwrap_or_default();
     let mut running = Vec::new();
     for service in SERVICES {
         match spawn(&exe, options, service, width) {
@@ -130,7 +146,12 @@ async fn up(options: &Options) -> ExitCode {
     stop_all(running).await
 }
 
-fn spawn(exe: &std::path::Path, options: &Options, service: &ServiceInfo, width: usize) -> std::io::Result<Child> {
+fn spawn(
+    exe: &std::path::Path,
+    options: &Options,
+    service: &ServiceInfo,
+    width: usize,
+) -> std::io::Result<Child> {
     let inventory = options.grpc_addr(&inventory::SERVICE);
     let mut child = Command::new(exe)
         .args(["serve", service.name])
@@ -139,7 +160,10 @@ fn spawn(exe: &std::path::Path, options: &Options, service: &ServiceInfo, width:
         .env("DATA_DIR", &options.data_dir)
         .env("INVENTORY_ADDR", format!("http://{inventory}"))
         // Children write through pipes, so pick their log format for the terminal meshctl is on.
-        .env("LOG_FORMAT", std::env::var("LOG_FORMAT").unwrap_or_else(|_| "text".to_owned()))
+        .env(
+            "LOG_FORMAT",
+            std::env::var("LOG_FORMAT").unwrap_or_else(|_| "text".to_owned()),
+        )
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -171,18 +195,23 @@ async fn prefix_lines(stream: impl AsyncRead + Unpin, prefix: String, to_stderr:
 /// Polls every service's health until all say SERVING, a child exits, or time runs out.
 async fn wait_until_serving(options: &Options, running: &mut [Running]) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
-    for index in 0..running.len() {
-        let service = running[index].service;
-        let endpoint = format!("http://{}", options.grpc_addr(&service));
+    for r in running.iter_mut() {
+        let endpoint = format!("http://{}", options.grpc_addr(&r.service));
         loop {
-            if let Ok(Some(status)) = running[index].child.try_wait() {
-                return Err(format!("{} exited during start-up ({status})", service.name));
+            if let Ok(Some(status)) = r.child.try_wait() {
+                return Err(format!(
+                    "{} exited during start-up ({status})",
+                    r.service.name
+                ));
             }
             if is_serving(&endpoint).await {
                 break;
             }
             if Instant::now() >= deadline {
-                return Err(format!("{} did not report SERVING within {START_TIMEOUT:?}", service.name));
+                return Err(format!(
+                    "{} did not report SERVING within {START_TIMEOUT:?}",
+                    r.service.name
+                ));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -213,7 +242,9 @@ async fn first_exit(running: &mut [Running]) -> String {
             match r.child.try_wait() {
                 Ok(Some(status)) => return format!("{} exited ({status})", r.service.name),
                 Ok(None) => {}
-                Err(error) => return format!("{} could not be waited for: {error}", r.service.name),
+                Err(error) => {
+                    return format!("{} could not be waited for: {error}", r.service.name);
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -233,7 +264,11 @@ async fn stop_all(mut running: Vec<Running>) -> ExitCode {
     for r in running.iter_mut().rev() {
         match r.child.wait().await {
             Ok(status) if status.success() => {
-                let _ = writeln!(std::io::stdout(), "meshctl: {} stopped cleanly", r.service.name);
+                let _ = writeln!(
+                    std::io::stdout(),
+                    "meshctl: {} stopped cleanly",
+                    r.service.name
+                );
             }
             Ok(status) => {
                 clean = false;
@@ -245,7 +280,11 @@ async fn stop_all(mut running: Vec<Running>) -> ExitCode {
             }
         }
     }
-    if clean { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn print_welcome(options: &Options, took: Duration) {
@@ -280,10 +319,17 @@ mod tests {
 
     #[test]
     fn options() {
-        let parsed = Options::parse(&args(&["--data-dir", "/tmp/x", "--port-offset", "100"])).unwrap();
+        let parsed =
+            Options::parse(&args(&["--data-dir", "/tmp/x", "--port-offset", "100"])).unwrap();
         assert_eq!(parsed.data_dir, PathBuf::from("/tmp/x"));
-        assert_eq!(parsed.grpc_addr(&catalog::SERVICE), "127.0.0.1:50151".parse().unwrap());
-        assert_eq!(parsed.metrics_addr(&inventory::SERVICE), "127.0.0.1:9152".parse().unwrap());
+        assert_eq!(
+            parsed.grpc_addr(&catalog::SERVICE),
+            "127.0.0.1:50151".parse().unwrap()
+        );
+        assert_eq!(
+            parsed.metrics_addr(&inventory::SERVICE),
+            "127.0.0.1:9152".parse().unwrap()
+        );
         assert!(Options::parse(&args(&["--port-offset", "x"])).is_err());
         assert!(Options::parse(&args(&["--data-dir"])).is_err());
         assert!(Options::parse(&args(&["--verbose"])).is_err());

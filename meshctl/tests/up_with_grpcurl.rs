@@ -1,11 +1,13 @@
 //! Black-box: `meshctl up` runs the shop, the real grpcurl binary drives every RPC through
-
-// A synchronous black-box test: blocking waits and wall-clock deadlines are what it needs.
-#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 //! server reflection, and SIGTERM stops every process cleanly.
 //!
 //! grpcurl comes from the project's tool folder (`scripts/install-tools.sh`), or from
 //! `MESHMART_GRPCURL`.
+
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+// A synchronous black-box test: blocking waits and wall-clock deadlines are what it needs.
+#![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
 use std::{
     io::{BufRead, BufReader},
@@ -27,7 +29,11 @@ fn grpcurl_path() -> PathBuf {
         return PathBuf::from(path);
     }
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/grpcurl");
-    assert!(path.exists(), "grpcurl not found at {}: run scripts/install-tools.sh", path.display());
+    assert!(
+        path.exists(),
+        "grpcurl not found at {}: run scripts/install-tools.sh",
+        path.display()
+    );
     path
 }
 
@@ -44,7 +50,8 @@ impl Grpcurl {
             .args(args)
             .output()
             .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
+        let text = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
         (output.status.success(), text)
     }
 
@@ -108,28 +115,38 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<St
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    panic!("no line containing {needle:?}; output so far:\n{}", seen.join("\n"));
+    panic!(
+        "no line containing {needle:?}; output so far:\n{}",
+        seen.join("\n")
+    );
 }
 
 #[test]
 fn the_shop_answers_grpcurl_and_stops_cleanly_on_sigterm() {
-    let grpcurl = Grpcurl { path: grpcurl_path() };
+    let grpcurl = Grpcurl {
+        path: grpcurl_path(),
+    };
     let data = tempfile::tempdir().unwrap();
-    let mut shop = Shop(Command::new(env!("CARGO_BIN_EXE_meshctl"))
-        .args(["up", "--port-offset", &OFFSET.to_string(), "--data-dir"])
-        .arg(data.path())
-        .env("LOG_FORMAT", "json")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap());
+    let mut shop = Shop(
+        Command::new(env!("CARGO_BIN_EXE_meshctl"))
+            .args(["up", "--port-offset", &OFFSET.to_string(), "--data-dir"])
+            .arg(data.path())
+            .env("LOG_FORMAT", "json")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let lines = lines_of(&mut shop.0);
     let mut seen = Vec::new();
     wait_for_line(&lines, "every service reports SERVING", &mut seen);
 
     // Reflection: list and describe.
     let services = grpcurl.ok(&[CATALOG, "list"]);
-    for service in ["meshmart.catalog.v1.CatalogService", "grpc.health.v1.Health"] {
+    for service in [
+        "meshmart.catalog.v1.CatalogService",
+        "grpc.health.v1.Health",
+    ] {
         assert!(services.contains(service), "{services}");
     }
     let described = grpcurl.ok(&[CATALOG, "describe", "meshmart.catalog.v1.CatalogService"]);
@@ -151,10 +168,20 @@ fn the_shop_answers_grpcurl_and_stops_cleanly_on_sigterm() {
 
     // Catalog: one call per RPC; the product shows inventory's stock.
     let catalog = "meshmart.catalog.v1.CatalogService";
-    let reply = grpcurl.ok(&["-v", "-d", r#"{"name": "products/espresso-cup"}"#, CATALOG, &format!("{catalog}/GetProduct")]);
+    let reply = grpcurl.ok(&[
+        "-v",
+        "-d",
+        r#"{"name": "products/espresso-cup"}"#,
+        CATALOG,
+        &format!("{catalog}/GetProduct"),
+    ]);
     assert!(reply.contains(r#""availableQuantity": "60""#), "{reply}");
     assert!(reply.contains("x-meshmart-version: v1"), "{reply}");
-    let reply = grpcurl.call(CATALOG, &format!("{catalog}/ListProducts"), r#"{"page_size": 3}"#);
+    let reply = grpcurl.call(
+        CATALOG,
+        &format!("{catalog}/ListProducts"),
+        r#"{"page_size": 3}"#,
+    );
     assert!(reply.contains("nextPageToken"), "{reply}");
     let reply = grpcurl.call(
         CATALOG,
@@ -170,14 +197,26 @@ fn the_shop_answers_grpcurl_and_stops_cleanly_on_sigterm() {
     assert!(reply.contains("Stovetop, 6 cups"), "{reply}");
 
     // A validation error: INVALID_ARGUMENT with a BadRequest that grpcurl can decode.
-    let (success, reply) = grpcurl.run(&["-d", r#"{"name": "espresso-cup"}"#, CATALOG, &format!("{catalog}/GetProduct")]);
+    let (success, reply) = grpcurl.run(&[
+        "-d",
+        r#"{"name": "espresso-cup"}"#,
+        CATALOG,
+        &format!("{catalog}/GetProduct"),
+    ]);
     assert!(!success);
     assert!(reply.contains("InvalidArgument"), "{reply}");
-    assert!(reply.contains("google.rpc.BadRequest") && reply.contains(r#""field":"name""#), "{reply}");
+    assert!(
+        reply.contains("google.rpc.BadRequest") && reply.contains(r#""field":"name""#),
+        "{reply}"
+    );
 
     // Inventory: one call per RPC.
     let inventory = "meshmart.inventory.v1.InventoryService";
-    let reply = grpcurl.call(INVENTORY, &format!("{inventory}/SetStock"), r#"{"product_id": "moka-pot", "available_quantity": 10}"#);
+    let reply = grpcurl.call(
+        INVENTORY,
+        &format!("{inventory}/SetStock"),
+        r#"{"product_id": "moka-pot", "available_quantity": 10}"#,
+    );
     assert!(reply.contains(r#""availableQuantity": "10""#), "{reply}");
     let reply = grpcurl.call(
         INVENTORY,
@@ -185,24 +224,50 @@ fn the_shop_answers_grpcurl_and_stops_cleanly_on_sigterm() {
         r#"{"product_id": "moka-pot", "delta": 5, "request_id": "restock-1"}"#,
     );
     assert!(reply.contains(r#""availableQuantity": "15""#), "{reply}");
-    let reply = grpcurl.call(INVENTORY, &format!("{inventory}/GetStock"), r#"{"product_id": "moka-pot"}"#);
+    let reply = grpcurl.call(
+        INVENTORY,
+        &format!("{inventory}/GetStock"),
+        r#"{"product_id": "moka-pot"}"#,
+    );
     assert!(reply.contains(r#""availableQuantity": "15""#), "{reply}");
     for id in ["e2e-release", "e2e-commit"] {
-        let body = format!(r#"{{"reservation_id": "{id}", "items": [{{"product_id": "moka-pot", "quantity": 2}}]}}"#);
+        let body = format!(
+            r#"{{"reservation_id": "{id}", "items": [{{"product_id": "moka-pot", "quantity": 2}}]}}"#
+        );
         let reply = grpcurl.call(INVENTORY, &format!("{inventory}/ReserveStock"), &body);
         assert!(reply.contains("RESERVATION_STATE_ACTIVE"), "{reply}");
     }
-    let reply = grpcurl.call(INVENTORY, &format!("{inventory}/GetReservation"), r#"{"reservation_id": "e2e-release"}"#);
+    let reply = grpcurl.call(
+        INVENTORY,
+        &format!("{inventory}/GetReservation"),
+        r#"{"reservation_id": "e2e-release"}"#,
+    );
     assert!(reply.contains("RESERVATION_STATE_ACTIVE"), "{reply}");
-    let reply = grpcurl.call(INVENTORY, &format!("{inventory}/ReleaseReservation"), r#"{"reservation_id": "e2e-release"}"#);
+    let reply = grpcurl.call(
+        INVENTORY,
+        &format!("{inventory}/ReleaseReservation"),
+        r#"{"reservation_id": "e2e-release"}"#,
+    );
     assert!(reply.contains("RESERVATION_STATE_RELEASED"), "{reply}");
-    let reply = grpcurl.call(INVENTORY, &format!("{inventory}/CommitReservation"), r#"{"reservation_id": "e2e-commit"}"#);
+    let reply = grpcurl.call(
+        INVENTORY,
+        &format!("{inventory}/CommitReservation"),
+        r#"{"reservation_id": "e2e-commit"}"#,
+    );
     assert!(reply.contains("RESERVATION_STATE_COMMITTED"), "{reply}");
-    let reply = grpcurl.call(INVENTORY, &format!("{inventory}/BatchGetStock"), r#"{"product_ids": ["moka-pot", "espresso-cup"]}"#);
+    let reply = grpcurl.call(
+        INVENTORY,
+        &format!("{inventory}/BatchGetStock"),
+        r#"{"product_ids": ["moka-pot", "espresso-cup"]}"#,
+    );
     assert!(reply.contains(r#""availableQuantity": "13""#), "{reply}");
 
     // The catalog sees the same stock.
-    let reply = grpcurl.call(CATALOG, &format!("{catalog}/GetProduct"), r#"{"name": "products/moka-pot"}"#);
+    let reply = grpcurl.call(
+        CATALOG,
+        &format!("{catalog}/GetProduct"),
+        r#"{"name": "products/moka-pot"}"#,
+    );
     assert!(reply.contains(r#""availableQuantity": "13""#), "{reply}");
 
     // SIGTERM: every service drains and exits 0, and so does meshctl.
@@ -213,16 +278,29 @@ fn the_shop_answers_grpcurl_and_stops_cleanly_on_sigterm() {
         if let Some(status) = shop.0.try_wait().unwrap() {
             break status;
         }
-        assert!(std::time::Instant::now() < deadline, "meshctl did not stop within 30s");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "meshctl did not stop within 30s"
+        );
         std::thread::sleep(Duration::from_millis(50));
     };
     seen.extend(lines.try_iter());
     let output = seen.join("\n");
-    assert_eq!(status.code(), Some(0), "meshctl exit status {status}:\n{output}");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "meshctl exit status {status}:\n{output}"
+    );
     for name in ["catalog", "inventory"] {
-        assert!(output.contains(&format!("meshctl: {name} stopped cleanly")), "{output}");
+        assert!(
+            output.contains(&format!("meshctl: {name} stopped cleanly")),
+            "{output}"
+        );
     }
     for addr in [CATALOG, INVENTORY] {
-        assert!(std::net::TcpStream::connect(addr).is_err(), "{addr} still accepts connections");
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "{addr} still accepts connections"
+        );
     }
 }

@@ -86,7 +86,10 @@ mod tests {
             .unwrap();
         assert_eq!(reply.get_ref().message, "products/espresso-cup");
         assert_eq!(
-            reply.metadata().get(meshmart::server::SERVICE_HEADER).unwrap(),
+            reply
+                .metadata()
+                .get(meshmart::server::SERVICE_HEADER)
+                .unwrap(),
             "echo"
         );
         server.stop().await.unwrap();

@@ -4,12 +4,19 @@
 use std::time::Duration;
 
 use meshmart::proto::{
-    catalog::{GetProductRequest, ListProductsRequest, catalog_service_client::CatalogServiceClient},
+    catalog::{
+        GetProductRequest, ListProductsRequest, catalog_service_client::CatalogServiceClient,
+    },
     echo::{EchoRequest, echo_service_client::EchoServiceClient},
 };
 use tokio::time::Instant;
-use tonic::{Code, transport::{Channel, Endpoint}};
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic::{
+    Code,
+    transport::{Channel, Endpoint},
+};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 use crate::{
     Error,
@@ -49,12 +56,13 @@ pub async fn connect(options: &Options) -> Result<Vec<Clients>, Error> {
     let mut sets = vec![Clients::default(); options.connections];
     for target in options.mix.targets() {
         for clients in &mut sets {
-            let channel = endpoint(options.target(target))?.connect().await.map_err(|source| {
-                Error::Connect {
+            let channel = endpoint(options.target(target))?
+                .connect()
+                .await
+                .map_err(|source| Error::Connect {
                     target: target.name(),
                     source,
-                }
-            })?;
+                })?;
             match target {
                 Target::Catalog => clients.catalog = Some(CatalogServiceClient::new(channel)),
                 Target::Echo => clients.echo = Some(EchoServiceClient::new(channel)),
@@ -111,7 +119,11 @@ pub async fn wait_until_serving(options: &Options) -> Result<(), Error> {
 /// The health status of `service` at `url`, or why it could not be had.
 pub async fn health(url: &str, service: &str, timeout: Duration) -> Result<ServingStatus, String> {
     let check = async {
-        let channel = endpoint(url).map_err(|e| e.to_string())?.connect().await.map_err(|e| e.to_string())?;
+        let channel = endpoint(url)
+            .map_err(|e| e.to_string())?
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
         let reply = HealthClient::new(channel)
             .check(HealthCheckRequest {
                 service: service.to_owned(),
@@ -135,7 +147,10 @@ pub async fn discover_products(clients: &Clients) -> Result<Vec<String>, Error> 
     let mut page_token = String::new();
     for _ in 0..10 {
         let reply = catalog
-            .list_products(ListProductsRequest { page_size: 100, page_token })
+            .list_products(ListProductsRequest {
+                page_size: 100,
+                page_token,
+            })
             .await
             .map_err(Error::Discover)?
             .into_inner();
@@ -152,14 +167,24 @@ pub async fn discover_products(clients: &Clients) -> Result<Vec<String>, Error> 
 }
 
 /// Makes one call of `scenario`, abandoning it after `data.timeout`.
-pub async fn call(scenario: Scenario, clients: &mut Clients, data: &Data, rng: &mut Rng) -> Outcome {
+pub async fn call(
+    scenario: Scenario,
+    clients: &mut Clients,
+    data: &Data,
+    rng: &mut Rng,
+) -> Outcome {
     match tokio::time::timeout(data.timeout, call_once(scenario, clients, data, rng)).await {
         Ok(outcome) => outcome,
         Err(_) => Outcome::Error(code_name(Code::DeadlineExceeded)),
     }
 }
 
-async fn call_once(scenario: Scenario, clients: &mut Clients, data: &Data, rng: &mut Rng) -> Outcome {
+async fn call_once(
+    scenario: Scenario,
+    clients: &mut Clients,
+    data: &Data,
+    rng: &mut Rng,
+) -> Outcome {
     let result = match scenario {
         Scenario::GetProduct => {
             let Some(catalog) = &mut clients.catalog else {
@@ -172,7 +197,13 @@ async fn call_once(scenario: Scenario, clients: &mut Clients, data: &Data, rng: 
             catalog
                 .get_product(GetProductRequest { name: name.clone() })
                 .await
-                .map(|reply| reply.get_ref().product.as_ref().is_some_and(|p| &p.name == name))
+                .map(|reply| {
+                    reply
+                        .get_ref()
+                        .product
+                        .as_ref()
+                        .is_some_and(|p| &p.name == name)
+                })
         }
         Scenario::ListProducts => {
             let Some(catalog) = &mut clients.catalog else {

@@ -61,7 +61,11 @@ fn usage_error(message: &str) -> ExitCode {
     ExitCode::from(EXIT_USAGE)
 }
 
-fn with_runtime(env: &Env, threads: Option<usize>, work: impl Future<Output = ExitCode>) -> ExitCode {
+fn with_runtime(
+    env: &Env,
+    threads: Option<usize>,
+    work: impl Future<Output = ExitCode>,
+) -> ExitCode {
     if let Err(error) = init_logs(env) {
         eprintln!("loadgen: {error}");
         return ExitCode::from(EXIT_USAGE);
@@ -83,13 +87,16 @@ fn with_runtime(env: &Env, threads: Option<usize>, work: impl Future<Output = Ex
 /// `RUST_LOG` and `LOG_FORMAT` work as they do for the services.
 fn init_logs(env: &Env) -> Result<(), String> {
     let config = TelemetryConfig::from_env(env).map_err(|e| e.to_string())?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&config.log_filter).map_err(|e| e.to_string())?;
+    let filter =
+        tracing_subscriber::EnvFilter::try_new(&config.log_filter).map_err(|e| e.to_string())?;
     let json = match config.log_format {
         LogFormat::Json => true,
         LogFormat::Text => false,
         LogFormat::Auto => !std::io::IsTerminal::is_terminal(&std::io::stderr()),
     };
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     let result = if json {
         builder.json().flatten_event(true).try_init()
     } else {

@@ -108,10 +108,15 @@ impl Options {
             }
         }
 
-        let mix = Mix::parse(get("mix").unwrap_or(DEFAULT_MIX)).map_err(|e| format!("--mix: {e}"))?;
+        let mix =
+            Mix::parse(get("mix").unwrap_or(DEFAULT_MIX)).map_err(|e| format!("--mix: {e}"))?;
         let max_in_flight = number(get("max-in-flight"), "max-in-flight", 512, 1, 100_000)?;
         let load = match (get("concurrency"), get("rate")) {
-            (Some(_), Some(_)) => return Err("give --concurrency (closed loop) or --rate (open loop), not both".to_owned()),
+            (Some(_), Some(_)) => {
+                return Err(
+                    "give --concurrency (closed loop) or --rate (open loop), not both".to_owned(),
+                );
+            }
             (Some(concurrency), None) => Load::Closed {
                 concurrency: number(Some(concurrency), "concurrency", 1, 1, 10_000)?,
             },
@@ -125,7 +130,10 @@ impl Options {
                         .filter(|r| r.is_finite() && (0.01..=1_000_000.0).contains(r))
                         .ok_or("--rate must be calls per second, from 0.01 to 1000000")?,
                 };
-                Load::Open { rate, max_in_flight }
+                Load::Open {
+                    rate,
+                    max_in_flight,
+                }
             }
         };
         let run_for = match get("duration") {
@@ -194,26 +202,56 @@ const fn setting(name: &'static str, help: &'static str) -> Setting {
 }
 
 const SETTINGS: &[Setting] = &[
-    setting("target-catalog", "catalog address (default http://127.0.0.1:50051)"),
-    setting("target-echo", "echo baseline address (default http://127.0.0.1:50050)"),
+    setting(
+        "target-catalog",
+        "catalog address (default http://127.0.0.1:50051)",
+    ),
+    setting(
+        "target-echo",
+        "echo baseline address (default http://127.0.0.1:50050)",
+    ),
     setting(
         "mix",
         "scenarios and weights: get-product, list-products, echo (default get-product=3,list-products=1)",
     ),
-    setting("concurrency", "closed loop: this many callers, each waiting for its last reply"),
-    setting("rate", "open loop: calls per second on a fixed schedule (default 10)"),
-    setting("max-in-flight", "open loop: most calls outstanding at once (default 512)"),
-    setting("duration", "how long to measure, e.g. 30s or 2m; 0 or unset runs until SIGTERM"),
+    setting(
+        "concurrency",
+        "closed loop: this many callers, each waiting for its last reply",
+    ),
+    setting(
+        "rate",
+        "open loop: calls per second on a fixed schedule (default 10)",
+    ),
+    setting(
+        "max-in-flight",
+        "open loop: most calls outstanding at once (default 512)",
+    ),
+    setting(
+        "duration",
+        "how long to measure, e.g. 30s or 2m; 0 or unset runs until SIGTERM",
+    ),
     setting("warmup", "load sent before measuring starts (default 0s)"),
     setting("max-requests", "stop after this many measured calls"),
-    setting("timeout", "abandon a call after this long, as DEADLINE_EXCEEDED (default 5s)"),
+    setting(
+        "timeout",
+        "abandon a call after this long, as DEADLINE_EXCEEDED (default 5s)",
+    ),
     setting("connections", "HTTP/2 connections per service (default 1)"),
-    setting("wait-timeout", "how long to wait for SERVING before giving up (default 120s)"),
-    setting("report-interval", "without a duration: report every so often (default 60s)"),
+    setting(
+        "wait-timeout",
+        "how long to wait for SERVING before giving up (default 120s)",
+    ),
+    setting(
+        "report-interval",
+        "without a duration: report every so often (default 60s)",
+    ),
     setting("page-size", "page size of list-products (default 20)"),
     setting("echo-bytes", "size of the echo message (default 64)"),
     setting("seed", "seed of the random choices (default 1)"),
-    setting("threads", "async runtime worker threads (default: the number of CPUs)"),
+    setting(
+        "threads",
+        "async runtime worker threads (default: the number of CPUs)",
+    ),
     Setting {
         name: "json",
         switch: true,
@@ -258,7 +296,10 @@ fn parse_flags(args: &[String]) -> Result<BTreeMap<&'static str, String>, String
         let value = match (setting.switch, inline) {
             (_, Some(value)) => value,
             (true, None) => "true".to_owned(),
-            (false, None) => args.next().cloned().ok_or_else(|| format!("--{name} needs a value"))?,
+            (false, None) => args
+                .next()
+                .cloned()
+                .ok_or_else(|| format!("--{name} needs a value"))?,
         };
         if raw.insert(setting.name, value).is_some() {
             return Err(format!("--{name} is given twice"));
@@ -271,31 +312,43 @@ fn number<T>(value: Option<&str>, name: &str, default: T, min: T, max: T) -> Res
 where
     T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
 {
-    let Some(value) = value else { return Ok(default) };
+    let Some(value) = value else {
+        return Ok(default);
+    };
     value
         .trim()
         .parse::<T>()
         .ok()
         .filter(|n| *n >= min && *n <= max)
-        .ok_or_else(|| format!("--{name} must be a whole number from {min} to {max}, not {value:?}"))
+        .ok_or_else(|| {
+            format!("--{name} must be a whole number from {min} to {max}, not {value:?}")
+        })
 }
 
 /// Parses `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
 pub fn duration(value: &str, name: &str) -> Result<Duration, String> {
     let value = value.trim();
-    let split = value.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(value.len());
+    let split = value
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(value.len());
     let (amount, unit) = value.split_at(split);
     let amount: f64 = amount
         .parse()
         .ok()
         .filter(|a: &f64| a.is_finite() && *a >= 0.0)
-        .ok_or_else(|| format!("--{name} must be a duration like 500ms, 10s or 2m, not {value:?}"))?;
+        .ok_or_else(|| {
+            format!("--{name} must be a duration like 500ms, 10s or 2m, not {value:?}")
+        })?;
     let seconds = match unit {
         "ms" => amount / 1000.0,
         "" | "s" => amount,
         "m" => amount * 60.0,
         "h" => amount * 3600.0,
-        _ => return Err(format!("--{name}: unknown unit {unit:?}; use ms, s, m or h")),
+        _ => {
+            return Err(format!(
+                "--{name}: unknown unit {unit:?}; use ms, s, m or h"
+            ));
+        }
     };
     // A week is far beyond any run; the cap keeps Duration arithmetic from overflowing.
     if seconds > 7.0 * 24.0 * 3600.0 {
@@ -315,7 +368,13 @@ mod tests {
     #[test]
     fn defaults_are_a_gentle_open_loop_until_stopped() {
         let options = Options::parse(&Env::default(), &[]).unwrap();
-        assert_eq!(options.load, Load::Open { rate: 10.0, max_in_flight: 512 });
+        assert_eq!(
+            options.load,
+            Load::Open {
+                rate: 10.0,
+                max_in_flight: 512
+            }
+        );
         assert_eq!(options.duration, None);
         assert_eq!(options.target(Target::Catalog), "http://127.0.0.1:50051");
         assert_eq!(options.mix.to_string(), "get-product=3,list-products=1");
@@ -332,13 +391,27 @@ mod tests {
         ]);
         let options = Options::parse(&env, &[]).unwrap();
         assert_eq!(options.target(Target::Catalog), "http://catalog:50051");
-        assert_eq!(options.load, Load::Open { rate: 5.0, max_in_flight: 512 });
+        assert_eq!(
+            options.load,
+            Load::Open {
+                rate: 5.0,
+                max_in_flight: 512
+            }
+        );
         assert_eq!(options.duration, None);
         assert!(options.json);
 
         let options = Options::parse(
             &env,
-            &args(&["--concurrency", "16", "--duration=10s", "--warmup", "500ms", "--mix", "echo"]),
+            &args(&[
+                "--concurrency",
+                "16",
+                "--duration=10s",
+                "--warmup",
+                "500ms",
+                "--mix",
+                "echo",
+            ]),
         )
         .unwrap();
         assert_eq!(options.load, Load::Closed { concurrency: 16 });

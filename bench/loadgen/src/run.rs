@@ -82,7 +82,11 @@ pub async fn execute(
     let mut window = 0u64;
     loop {
         let plan = Plan {
-            warmup: if window == 0 { options.warmup } else { Duration::ZERO },
+            warmup: if window == 0 {
+                options.warmup
+            } else {
+                Duration::ZERO
+            },
             duration: Some(options.report_interval),
             max_requests: None,
         };
@@ -137,7 +141,14 @@ impl Shared {
         self.end.is_some_and(|end| at >= end)
     }
 
-    async fn record(&self, caller: usize, scenario: Scenario, outcome: client::Outcome, latency: Duration, late: bool) {
+    async fn record(
+        &self,
+        caller: usize,
+        scenario: Scenario,
+        outcome: client::Outcome,
+        latency: Duration,
+        late: bool,
+    ) {
         if let Some(shard) = self.shards.get(caller % self.shards.len()) {
             let mut stats = shard.lock().await;
             stats.record(scenario, outcome, latency);
@@ -182,14 +193,20 @@ async fn run(
     let mut tasks = Vec::with_capacity(callers);
     for caller in 0..callers {
         let shared = Arc::clone(&shared);
-        let clients = pool.get(caller % pool.len().max(1)).cloned().unwrap_or_default();
+        let clients = pool
+            .get(caller % pool.len().max(1))
+            .cloned()
+            .unwrap_or_default();
         // Distinct, reproducible streams per caller and per window.
-        let seed = options.seed ^ (window << 32) ^ (caller as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let seed =
+            options.seed ^ (window << 32) ^ (caller as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let rng = Rng::new(seed);
         let stop = stop.clone();
         tasks.push(match options.load {
             Load::Closed { .. } => tokio::spawn(closed_caller(shared, caller, clients, rng, stop)),
-            Load::Open { rate, .. } => tokio::spawn(open_caller(shared, caller, clients, rng, stop, rate)),
+            Load::Open { rate, .. } => {
+                tokio::spawn(open_caller(shared, caller, clients, rng, stop, rate))
+            }
         });
     }
     for task in tasks {
@@ -205,7 +222,13 @@ async fn run(
 }
 
 /// Closed loop: call, wait for the reply, call again.
-async fn closed_caller(shared: Arc<Shared>, caller: usize, mut clients: Clients, mut rng: Rng, stop: watch::Receiver<bool>) {
+async fn closed_caller(
+    shared: Arc<Shared>,
+    caller: usize,
+    mut clients: Clients,
+    mut rng: Rng,
+    stop: watch::Receiver<bool>,
+) {
     loop {
         let begun = Instant::now();
         if shared.ended(begun) || *stop.borrow() {
@@ -218,7 +241,9 @@ async fn closed_caller(shared: Arc<Shared>, caller: usize, mut clients: Clients,
         let scenario = shared.mix.pick(&mut rng);
         let outcome = client::call(scenario, &mut clients, &shared.data, &mut rng).await;
         if measured {
-            shared.record(caller, scenario, outcome, begun.elapsed(), false).await;
+            shared
+                .record(caller, scenario, outcome, begun.elapsed(), false)
+                .await;
         }
     }
 }
@@ -253,7 +278,9 @@ async fn open_caller(
         let scenario = shared.mix.pick(&mut rng);
         let outcome = client::call(scenario, &mut clients, &shared.data, &mut rng).await;
         if measured {
-            shared.record(caller, scenario, outcome, due.elapsed(), late).await;
+            shared
+                .record(caller, scenario, outcome, due.elapsed(), late)
+                .await;
         }
     }
 }

@@ -65,7 +65,10 @@ impl Scenario {
             return Err((*why).to_owned());
         }
         let known: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
-        Err(format!("unknown scenario {name:?}; known: {}", known.join(", ")))
+        Err(format!(
+            "unknown scenario {name:?}; known: {}",
+            known.join(", ")
+        ))
     }
 }
 
@@ -133,7 +136,9 @@ impl Mix {
                         .parse::<u32>()
                         .ok()
                         .filter(|w| (1..=1_000_000).contains(w))
-                        .ok_or_else(|| format!("weight of {name:?} must be a whole number from 1 to 1000000"))?;
+                        .ok_or_else(|| {
+                            format!("weight of {name:?} must be a whole number from 1 to 1000000")
+                        })?;
                     (name.trim(), weight)
                 }
                 None => (part, 1),

@@ -56,7 +56,12 @@ impl StartupOptions {
         };
         let mut flags = flags.iter();
         while let Some(flag) = flags.next() {
-            let mut value = || flags.next().cloned().ok_or_else(|| format!("{flag} needs a value"));
+            let mut value = || {
+                flags
+                    .next()
+                    .cloned()
+                    .ok_or_else(|| format!("{flag} needs a value"))
+            };
             match flag.as_str() {
                 "--target" => options.target = value()?,
                 "--service" => options.service = value()?,
@@ -137,15 +142,18 @@ impl StartupReport {
 pub async fn measure(options: &StartupOptions) -> Result<StartupReport, Error> {
     let program = PathBuf::from(&options.program[0]);
     let mut report = StartupReport {
-        program: program
-            .file_name()
-            .map_or_else(|| options.program[0].clone(), |n| n.to_string_lossy().into_owned()),
+        program: program.file_name().map_or_else(
+            || options.program[0].clone(),
+            |n| n.to_string_lossy().into_owned(),
+        ),
         runs_ms: Vec::new(),
         rss_kib: Vec::new(),
     };
     for _ in 0..options.runs {
         let (took, rss) = start_once(options).await?;
-        report.runs_ms.push((took.as_secs_f64() * 1e6).round() / 1e3);
+        report
+            .runs_ms
+            .push((took.as_secs_f64() * 1e6).round() / 1e3);
         report.rss_kib.push(rss);
     }
     Ok(report)
@@ -172,7 +180,10 @@ async fn start_once(options: &StartupOptions) -> Result<(Duration, u64), Error> 
             break started.elapsed();
         }
         if let Ok(Some(status)) = child.try_wait() {
-            return Err(Error::Startup(format!("{} exited during start-up ({status})", options.program[0])));
+            return Err(Error::Startup(format!(
+                "{} exited during start-up ({status})",
+                options.program[0]
+            )));
         }
         if Instant::now() >= deadline {
             return Err(Error::Startup(format!(
@@ -191,11 +202,24 @@ async fn start_once(options: &StartupOptions) -> Result<(Duration, u64), Error> 
     }
     match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
         Ok(Ok(status)) if status.success() => {}
-        Ok(Ok(status)) => return Err(Error::Startup(format!("{} stopped with {status}", options.program[0]))),
-        Ok(Err(error)) => return Err(Error::Startup(format!("cannot wait for {}: {error}", options.program[0]))),
+        Ok(Ok(status)) => {
+            return Err(Error::Startup(format!(
+                "{} stopped with {status}",
+                options.program[0]
+            )));
+        }
+        Ok(Err(error)) => {
+            return Err(Error::Startup(format!(
+                "cannot wait for {}: {error}",
+                options.program[0]
+            )));
+        }
         Err(_) => {
             let _ = child.kill().await;
-            return Err(Error::Startup(format!("{} did not stop within 30s of SIGTERM", options.program[0])));
+            return Err(Error::Startup(format!(
+                "{} did not stop within 30s of SIGTERM",
+                options.program[0]
+            )));
         }
     }
     Ok((took, rss))
@@ -221,7 +245,13 @@ mod tests {
     #[test]
     fn options_and_summary() {
         let options = StartupOptions::parse(&args(&[
-            "--runs", "3", "--target", "http://127.0.0.1:1", "--json", "--", "target/release/echo",
+            "--runs",
+            "3",
+            "--target",
+            "http://127.0.0.1:1",
+            "--json",
+            "--",
+            "target/release/echo",
         ]))
         .unwrap();
         assert_eq!(options.runs, 3);

@@ -65,7 +65,9 @@ impl Stats {
             return;
         };
         let stats = slot.get_or_insert_with(|| ScenarioStats::new(&self.empty));
-        let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+        let micros = u64::try_from(latency.as_micros())
+            .unwrap_or(u64::MAX)
+            .max(1);
         stats.latency.saturating_record(micros);
         if let Outcome::Error(code) = outcome {
             *stats.errors.entry(code).or_default() += 1;
@@ -89,7 +91,11 @@ impl Stats {
 
     /// Calls recorded, errors included.
     pub fn requests(&self) -> u64 {
-        self.scenarios.iter().flatten().map(|s| s.latency.len()).sum()
+        self.scenarios
+            .iter()
+            .flatten()
+            .map(|s| s.latency.len())
+            .sum()
     }
 
     /// Summarises the calls made in `elapsed` under `load`.
@@ -141,7 +147,11 @@ impl Summary {
             requests,
             ok: requests.saturating_sub(failed),
             errors: stats.errors.clone(),
-            throughput: if seconds > 0.0 { requests as f64 / seconds } else { 0.0 },
+            throughput: if seconds > 0.0 {
+                requests as f64 / seconds
+            } else {
+                0.0
+            },
             mean_us: if requests > 0 { latency.mean() } else { 0.0 },
             p50_us: latency.value_at_quantile(0.50),
             p90_us: latency.value_at_quantile(0.90),
@@ -189,7 +199,10 @@ impl Report {
     pub fn json(&self) -> Value {
         let load = match self.load {
             Load::Closed { concurrency } => json!({ "kind": "closed", "concurrency": concurrency }),
-            Load::Open { rate, max_in_flight } => {
+            Load::Open {
+                rate,
+                max_in_flight,
+            } => {
                 json!({ "kind": "open", "rate": rate, "max_in_flight": max_in_flight })
             }
         };
@@ -207,7 +220,10 @@ impl Report {
         let mut out = String::new();
         let load = match self.load {
             Load::Closed { concurrency } => format!("closed loop, {concurrency} callers"),
-            Load::Open { rate, max_in_flight } => {
+            Load::Open {
+                rate,
+                max_in_flight,
+            } => {
                 format!("open loop, {rate} calls/s, at most {max_in_flight} in flight")
             }
         };
@@ -215,7 +231,15 @@ impl Report {
         let _ = writeln!(
             out,
             "{:<14} {:>9} {:>8} {:>10} {:>9} {:>9} {:>9} {:>9} {:>9}",
-            "scenario", "requests", "errors", "calls/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"
+            "scenario",
+            "requests",
+            "errors",
+            "calls/s",
+            "p50 ms",
+            "p90 ms",
+            "p99 ms",
+            "p99.9 ms",
+            "max ms"
         );
         let rows = self.scenarios.iter().chain(std::iter::once(&self.total));
         for s in rows {
@@ -234,7 +258,12 @@ impl Report {
             );
         }
         if !self.total.errors.is_empty() {
-            let errors: Vec<String> = self.total.errors.iter().map(|(c, n)| format!("{c}={n}")).collect();
+            let errors: Vec<String> = self
+                .total
+                .errors
+                .iter()
+                .map(|(c, n)| format!("{c}={n}"))
+                .collect();
             let _ = writeln!(out, "errors by code: {}", errors.join(", "));
         }
         if self.late_sends > 0 {
@@ -266,10 +295,18 @@ mod tests {
         let mut a = Stats::new().unwrap();
         let mut b = Stats::new().unwrap();
         for i in 1..=100u64 {
-            a.record(Scenario::GetProduct, Outcome::Ok, Duration::from_micros(i * 10));
+            a.record(
+                Scenario::GetProduct,
+                Outcome::Ok,
+                Duration::from_micros(i * 10),
+            );
         }
         b.record(Scenario::Echo, Outcome::Ok, Duration::from_micros(50));
-        b.record(Scenario::GetProduct, Outcome::Error("UNAVAILABLE"), Duration::from_millis(5));
+        b.record(
+            Scenario::GetProduct,
+            Outcome::Error("UNAVAILABLE"),
+            Duration::from_millis(5),
+        );
         b.late_send();
         a.merge(&b);
         assert_eq!(a.requests(), 102);
@@ -297,7 +334,13 @@ mod tests {
 
     #[test]
     fn an_empty_run_reports_zeros() {
-        let report = Stats::new().unwrap().report(Load::Open { rate: 1.0, max_in_flight: 1 }, Duration::ZERO);
+        let report = Stats::new().unwrap().report(
+            Load::Open {
+                rate: 1.0,
+                max_in_flight: 1,
+            },
+            Duration::ZERO,
+        );
         assert_eq!(report.total.requests, 0);
         assert_eq!(report.total.throughput, 0.0);
         assert!(report.scenarios.is_empty());

@@ -87,14 +87,21 @@ impl Shop {
 async fn run(options: &loadgen::Options) -> loadgen::Report {
     // Kept alive for the whole run: a dropped sender is not a stop.
     let (_stop_tx, stop) = watch::channel(false);
-    tokio::time::timeout(Duration::from_secs(120), loadgen::execute(options, stop, |_| {}))
-        .await
-        .expect("the run is bounded")
-        .expect("the run starts")
+    tokio::time::timeout(
+        Duration::from_secs(120),
+        loadgen::execute(options, stop, |_| {}),
+    )
+    .await
+    .expect("the run is bounded")
+    .expect("the run starts")
 }
 
 fn assert_clean(report: &loadgen::Report, requests: u64) {
-    assert!(report.total.errors.is_empty(), "errors: {:?}", report.total.errors);
+    assert!(
+        report.total.errors.is_empty(),
+        "errors: {:?}",
+        report.total.errors
+    );
     assert_eq!(report.total.requests, requests);
     assert_eq!(report.total.ok, requests);
     let per_scenario: u64 = report.scenarios.iter().map(|s| s.requests).sum();
@@ -121,7 +128,14 @@ async fn closed_and_open_loop_runs_of_the_mix_succeed() {
     assert_eq!(json["total"]["requests"], 400);
     assert_eq!(json["load"]["kind"], "closed");
 
-    let open = shop.options(&["--mix", "get-product", "--rate", "2000", "--max-requests", "200"]);
+    let open = shop.options(&[
+        "--mix",
+        "get-product",
+        "--rate",
+        "2000",
+        "--max-requests",
+        "200",
+    ]);
     assert_clean(&run(&open).await, 200);
 
     shop.stop().await;
@@ -147,5 +161,8 @@ async fn a_service_that_never_serves_is_reported_not_hammered() {
     .unwrap();
     let (_stop_tx, stop) = watch::channel(false);
     let error = loadgen::execute(&options, stop, |_| {}).await.unwrap_err();
-    assert!(error.to_string().contains("did not report SERVING"), "{error}");
+    assert!(
+        error.to_string().contains("did not report SERVING"),
+        "{error}"
+    );
 }

@@ -28,20 +28,31 @@ impl From<Error> for Status {
             Error::NotFound(id) => Status::with_error_details(
                 Code::NotFound,
                 message,
-                ErrorDetails::with_resource_info("meshmart.catalog.v1.Product", format!("products/{id}"), "", ""),
+                ErrorDetails::with_resource_info(
+                    "meshmart.catalog.v1.Product",
+                    format!("products/{id}"),
+                    "",
+                    "",
+                ),
             ),
             Error::AlreadyExists(id) => Status::with_error_details(
                 Code::AlreadyExists,
                 message,
-                ErrorDetails::with_resource_info("meshmart.catalog.v1.Product", format!("products/{id}"), "", ""),
+                ErrorDetails::with_resource_info(
+                    "meshmart.catalog.v1.Product",
+                    format!("products/{id}"),
+                    "",
+                    "",
+                ),
             ),
             Error::KeyReused(_) => Status::already_exists(message),
             // Codes that say "try again" keep their meaning, so the mesh can retry this
             // call; anything else from below is this service's failure, not the caller's.
             Error::Inventory(status) => match status.code() {
-                Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled | Code::ResourceExhausted => {
-                    Status::new(status.code(), message)
-                }
+                Code::Unavailable
+                | Code::DeadlineExceeded
+                | Code::Cancelled
+                | Code::ResourceExhausted => Status::new(status.code(), message),
                 _ => {
                     tracing::error!(code = ?status.code(), error = status.message(), "stock lookup failed");
                     Status::internal("stock lookup failed")

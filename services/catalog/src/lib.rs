@@ -12,7 +12,10 @@ mod validate;
 
 use meshmart::{
     config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
-    proto::{catalog::catalog_service_server::CatalogServiceServer, inventory::inventory_service_client::InventoryServiceClient},
+    proto::{
+        catalog::catalog_service_server::CatalogServiceServer,
+        inventory::inventory_service_client::InventoryServiceClient,
+    },
     server::{Listeners, ServiceHost},
 };
 
@@ -52,11 +55,14 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), meshmart::Error> {
     let store = Store::connect(&config.database).await?;
-    let inventory = InventoryServiceClient::new(meshmart::client::connect_lazy(&config.inventory_addr)?);
+    let inventory =
+        InventoryServiceClient::new(meshmart::client::connect_lazy(&config.inventory_addr)?);
     let mut registry = meshmart::metrics::registry(SERVICE.name, &config.server.version);
     let metrics = metrics::Metrics::register(&mut registry);
     ServiceHost::new(&config.server, registry)
-        .add_service(CatalogServiceServer::new(Catalog::new(store, inventory, metrics)))
+        .add_service(CatalogServiceServer::new(Catalog::new(
+            store, inventory, metrics,
+        )))
         .serve(listeners, shutdown)
         .await
 }

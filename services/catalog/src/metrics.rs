@@ -22,7 +22,11 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn register(registry: &mut Registry) -> Self {
         let metrics = Self::default();
-        registry.register("catalog_products_created", "Products created", metrics.products_created.clone());
+        registry.register(
+            "catalog_products_created",
+            "Products created",
+            metrics.products_created.clone(),
+        );
         registry.register(
             "catalog_stock_lookups",
             "Batched stock lookups against inventory, by outcome",
@@ -32,6 +36,8 @@ impl Metrics {
     }
 
     pub(crate) fn stock_lookup(&self, outcome: &'static str) {
-        self.stock_lookups.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.stock_lookups
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 }

@@ -25,8 +25,16 @@ mod tests {
 
     #[test]
     fn round_trips_and_rejects_strangers() {
-        assert_eq!(decode(&encode("espresso-cup")).as_deref(), Some("espresso-cup"));
-        for bad in ["", "not base64!", &URL_SAFE_NO_PAD.encode("v2:after:x"), &URL_SAFE_NO_PAD.encode("v1:after:BAD ID")] {
+        assert_eq!(
+            decode(&encode("espresso-cup")).as_deref(),
+            Some("espresso-cup")
+        );
+        for bad in [
+            "",
+            "not base64!",
+            &URL_SAFE_NO_PAD.encode("v2:after:x"),
+            &URL_SAFE_NO_PAD.encode("v1:after:BAD ID"),
+        ] {
             assert_eq!(decode(bad), None, "{bad}");
         }
     }

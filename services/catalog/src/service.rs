@@ -31,7 +31,11 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub(crate) fn new(store: Store, inventory: InventoryServiceClient<MeshChannel>, metrics: Metrics) -> Self {
+    pub(crate) fn new(
+        store: Store,
+        inventory: InventoryServiceClient<MeshChannel>,
+        metrics: Metrics,
+    ) -> Self {
         Self {
             store,
             inventory,
@@ -69,7 +73,10 @@ impl Catalog {
         Ok(records
             .into_iter()
             .map(|record| {
-                let stock = available.get(&record.product_id).copied().unwrap_or_default();
+                let stock = available
+                    .get(&record.product_id)
+                    .copied()
+                    .unwrap_or_default();
                 product(record, stock)
             })
             .collect())
@@ -94,7 +101,9 @@ impl CatalogService for Catalog {
         let id = validate::product_name("name", &request.get_ref().name)?;
         let record = self.store.get(&id).await?;
         let product = self.one_with_stock(record).await?;
-        Ok(Response::new(pb::GetProductResponse { product: Some(product) }))
+        Ok(Response::new(pb::GetProductResponse {
+            product: Some(product),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(page_size = request.get_ref().page_size))]
@@ -122,7 +131,8 @@ impl CatalogService for Catalog {
     ) -> Result<Response<pb::CreateProductResponse>, Status> {
         let request = request.into_inner();
         let (product_id, fields) = validate::create(&request)?;
-        let (Some(display_name), Some(description), Some(price)) = (fields.display_name, fields.description, fields.price)
+        let (Some(display_name), Some(description), Some(price)) =
+            (fields.display_name, fields.description, fields.price)
         else {
             return Err(Status::invalid_argument("product is incomplete"));
         };
@@ -140,7 +150,9 @@ impl CatalogService for Catalog {
             self.metrics.products_created.inc();
         }
         let product = self.one_with_stock(created).await?;
-        Ok(Response::new(pb::CreateProductResponse { product: Some(product) }))
+        Ok(Response::new(pb::CreateProductResponse {
+            product: Some(product),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(name = tracing::field::Empty))]
@@ -152,7 +164,9 @@ impl CatalogService for Catalog {
         tracing::Span::current().record("name", format!("products/{id}"));
         let updated = self.store.update(&id, &changes).await?;
         let product = self.one_with_stock(updated).await?;
-        Ok(Response::new(pb::UpdateProductResponse { product: Some(product) }))
+        Ok(Response::new(pb::UpdateProductResponse {
+            product: Some(product),
+        }))
     }
 }
 

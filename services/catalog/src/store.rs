@@ -7,8 +7,7 @@ use crate::{Error, Result};
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
-const COLUMNS: &str =
-    "product_id, display_name, description, currency_code, price_units, price_nanos, create_time_ms, update_time_ms";
+const COLUMNS: &str = "product_id, display_name, description, currency_code, price_units, price_nanos, create_time_ms, update_time_ms";
 
 /// A product as stored: everything but its stock, which inventory owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +46,18 @@ pub enum Created {
 
 type Row = (String, String, String, String, i64, i64, i64, i64);
 
-fn record((product_id, display_name, description, currency_code, units, nanos, create_time_ms, update_time_ms): Row) -> ProductRecord {
+fn record(
+    (
+        product_id,
+        display_name,
+        description,
+        currency_code,
+        units,
+        nanos,
+        create_time_ms,
+        update_time_ms,
+    ): Row,
+) -> ProductRecord {
     ProductRecord {
         product_id,
         display_name,
@@ -79,7 +89,9 @@ impl Store {
     }
 
     async fn seed(&self) -> Result<(), sqlx::Error> {
-        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products").fetch_one(&self.pool).await?;
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products")
+            .fetch_one(&self.pool)
+            .await?;
         if count > 0 {
             return Ok(());
         }
@@ -105,16 +117,23 @@ impl Store {
     }
 
     pub async fn get(&self, product_id: &str) -> Result<ProductRecord> {
-        let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM products WHERE product_id = $1"))
-            .bind(product_id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(record).ok_or_else(|| Error::NotFound(product_id.to_owned()))
+        let row: Option<Row> = sqlx::query_as(&format!(
+            "SELECT {COLUMNS} FROM products WHERE product_id = $1"
+        ))
+        .bind(product_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(record)
+            .ok_or_else(|| Error::NotFound(product_id.to_owned()))
     }
 
     /// Up to `limit` products after `after` (exclusive) in product-id order, and whether
     /// more follow.
-    pub async fn list(&self, after: Option<&str>, limit: usize) -> Result<(Vec<ProductRecord>, bool)> {
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<ProductRecord>, bool)> {
         let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
         let rows: Vec<Row> = match after {
             Some(after) => sqlx::query_as(&format!(
@@ -124,10 +143,14 @@ impl Store {
             .bind(fetch)
             .fetch_all(&self.pool)
             .await?,
-            None => sqlx::query_as(&format!("SELECT {COLUMNS} FROM products ORDER BY product_id LIMIT $1"))
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT {COLUMNS} FROM products ORDER BY product_id LIMIT $1"
+                ))
                 .bind(fetch)
                 .fetch_all(&self.pool)
-                .await?,
+                .await?
+            }
         };
         let more = rows.len() > limit;
         Ok((rows.into_iter().take(limit).map(record).collect(), more))
@@ -135,7 +158,11 @@ impl Store {
 
     /// Creates a product. With a `request_id`, a repeat of an earlier call returns the
     /// product that call created instead of failing.
-    pub async fn create(&self, request_id: Option<&str>, product: &ProductRecord) -> Result<(ProductRecord, Created)> {
+    pub async fn create(
+        &self,
+        request_id: Option<&str>,
+        product: &ProductRecord,
+    ) -> Result<(ProductRecord, Created)> {
         let now = now_millis();
         let inserted = sqlx::query(&format!(
             "INSERT INTO products ({COLUMNS}, create_request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
@@ -156,11 +183,12 @@ impl Store {
             return Ok((self.get(&product.product_id).await?, Created::Now));
         }
         if let Some(request_id) = request_id {
-            let earlier: Option<Row> =
-                sqlx::query_as(&format!("SELECT {COLUMNS} FROM products WHERE create_request_id = $1"))
-                    .bind(request_id)
-                    .fetch_optional(&self.pool)
-                    .await?;
+            let earlier: Option<Row> = sqlx::query_as(&format!(
+                "SELECT {COLUMNS} FROM products WHERE create_request_id = $1"
+            ))
+            .bind(request_id)
+            .fetch_optional(&self.pool)
+            .await?;
             if let Some(earlier) = earlier.map(record) {
                 return if earlier.product_id == product.product_id {
                     Ok((earlier, Created::Earlier))
@@ -173,7 +201,11 @@ impl Store {
     }
 
     /// Applies `changes` to a product and returns it as it is now.
-    pub async fn update(&self, product_id: &str, changes: &ProductChanges) -> Result<ProductRecord> {
+    pub async fn update(
+        &self,
+        product_id: &str,
+        changes: &ProductChanges,
+    ) -> Result<ProductRecord> {
         // COALESCE keeps a column when its parameter is NULL, so one statement serves
         // every combination of fields in the mask.
         let updated = sqlx::query(

@@ -27,7 +27,8 @@ pub(crate) fn product_name(field: &str, name: &str) -> Result<String, Status> {
 }
 
 fn parse_name(name: &str) -> Option<&str> {
-    name.strip_prefix("products/").filter(|id| is_resource_id(id))
+    name.strip_prefix("products/")
+        .filter(|id| is_resource_id(id))
 }
 
 /// The page to read: after which product, and how many.
@@ -38,7 +39,11 @@ pub(crate) fn list(request: &ListProductsRequest) -> Result<(Option<String>, usi
         None
     } else {
         let after = page_token::decode(&request.page_token);
-        violations.check(after.is_some(), "page_token", "is not a token from an earlier ListProducts call");
+        violations.check(
+            after.is_some(),
+            "page_token",
+            "is not a token from an earlier ListProducts call",
+        );
         after
     };
     violations.into_result()?;
@@ -68,7 +73,11 @@ pub(crate) fn create(request: &CreateProductRequest) -> Result<(String, ProductC
             ProductChanges::default()
         }
         Some(product) => {
-            display_name(&mut violations, "product.display_name", &product.display_name);
+            display_name(
+                &mut violations,
+                "product.display_name",
+                &product.display_name,
+            );
             description(&mut violations, "product.description", &product.description);
             let price = price(&mut violations, "product.price", product.price.as_ref());
             ProductChanges {
@@ -89,21 +98,31 @@ pub(crate) fn update(request: &UpdateProductRequest) -> Result<(String, ProductC
     };
     let mut violations = FieldViolations::new();
     let id = parse_name(&product.name);
-    violations.check(id.is_some(), "product.name", "must be products/{product_id}");
+    violations.check(
+        id.is_some(),
+        "product.name",
+        "must be products/{product_id}",
+    );
 
     let paths = mask_paths(request, product);
     let mut changes = ProductChanges::default();
     for path in &paths {
         match path.as_str() {
             "display_name" => {
-                display_name(&mut violations, "product.display_name", &product.display_name);
+                display_name(
+                    &mut violations,
+                    "product.display_name",
+                    &product.display_name,
+                );
                 changes.display_name = Some(product.display_name.clone());
             }
             "description" => {
                 description(&mut violations, "product.description", &product.description);
                 changes.description = Some(product.description.clone());
             }
-            "price" => changes.price = price(&mut violations, "product.price", product.price.as_ref()),
+            "price" => {
+                changes.price = price(&mut violations, "product.price", product.price.as_ref())
+            }
             "name" | "available_quantity" | "create_time" | "update_time" => {
                 violations.add("update_mask", format!("{path} cannot be changed"));
             }
@@ -150,7 +169,11 @@ fn display_name(violations: &mut FieldViolations, field: &str, value: &str) {
 }
 
 fn description(violations: &mut FieldViolations, field: &str, value: &str) {
-    violations.check(value.chars().count() <= MAX_DESCRIPTION, field, "must be at most 2000 characters");
+    violations.check(
+        value.chars().count() <= MAX_DESCRIPTION,
+        field,
+        "must be at most 2000 characters",
+    );
 }
 
 fn price(violations: &mut FieldViolations, field: &str, money: Option<&Money>) -> Option<Price> {
@@ -158,9 +181,14 @@ fn price(violations: &mut FieldViolations, field: &str, money: Option<&Money>) -
         violations.add(field, "is required");
         return None;
     };
-    let currency_ok = money.currency_code.len() == 3 && money.currency_code.bytes().all(|b| b.is_ascii_uppercase());
+    let currency_ok = money.currency_code.len() == 3
+        && money.currency_code.bytes().all(|b| b.is_ascii_uppercase());
     violations
-        .check(currency_ok, &format!("{field}.currency_code"), "must be a three-letter ISO 4217 code such as EUR")
+        .check(
+            currency_ok,
+            &format!("{field}.currency_code"),
+            "must be a three-letter ISO 4217 code such as EUR",
+        )
         .check(
             (0..=999_999_999).contains(&money.nanos),
             &format!("{field}.nanos"),
@@ -171,7 +199,11 @@ fn price(violations: &mut FieldViolations, field: &str, money: Option<&Money>) -
             &format!("{field}.units"),
             "the price must be more than zero",
         )
-        .check(money.units <= 1_000_000_000, &format!("{field}.units"), "must be at most 1000000000");
+        .check(
+            money.units <= 1_000_000_000,
+            &format!("{field}.units"),
+            "must be at most 1000000000",
+        );
     Some(Price {
         currency_code: money.currency_code.clone(),
         units: money.units,

@@ -1,6 +1,9 @@
 //! Graceful shutdown: health turns NOT_SERVING first, new connections are refused, and a
 //! call in flight still finishes within the grace period.
 
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -11,7 +14,9 @@ use meshmart::{
 };
 use support::fake_inventory::FakeInventory;
 use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient};
+use tonic_health::pb::{
+    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+};
 
 async fn health(channel: Channel) -> Option<ServingStatus> {
     let reply = HealthClient::new(channel)
@@ -23,21 +28,43 @@ async fn health(channel: Channel) -> Option<ServingStatus> {
     Some(reply.into_inner().status())
 }
 
-async fn start(drain_delay: Duration, grace_period: Duration, fake: FakeInventory, test: &str) -> (support::Shop, testing::TestServer<tonic::transport::Error>) {
+async fn start(
+    drain_delay: Duration,
+    grace_period: Duration,
+    fake: FakeInventory,
+    test: &str,
+) -> (support::Shop, testing::TestServer<tonic::transport::Error>) {
     let inventory = fake.spawn().await;
     let mut server = testing::server_config(catalog::SERVICE);
     server.drain_delay = drain_delay;
     server.grace_period = grace_period;
-    let shop = support::start_catalog(Backend::Sqlite, tempfile::tempdir().unwrap(), test, &inventory.endpoint(), server).await;
+    let shop = support::start_catalog(
+        Backend::Sqlite,
+        tempfile::tempdir().unwrap(),
+        test,
+        &inventory.endpoint(),
+        server,
+    )
+    .await;
     (shop, inventory)
 }
 
 #[tokio::test]
 async fn in_flight_calls_finish_after_health_turns_not_serving() {
     let fake = FakeInventory::gated();
-    let (mut shop, inventory) = start(Duration::from_millis(300), Duration::from_secs(30), fake.clone(), "drain").await;
+    let (mut shop, inventory) = start(
+        Duration::from_millis(300),
+        Duration::from_secs(30),
+        fake.clone(),
+        "drain",
+    )
+    .await;
     let endpoint = shop.catalog.endpoint();
-    let channel = Endpoint::from_shared(endpoint.clone()).unwrap().connect().await.unwrap();
+    let channel = Endpoint::from_shared(endpoint.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
     assert_eq!(health(channel.clone()).await, Some(ServingStatus::Serving));
 
     // A call that is held inside the catalog, waiting on inventory.
@@ -65,7 +92,12 @@ async fn in_flight_calls_finish_after_health_turns_not_serving() {
     // ...then new connections are refused.
     let mut refused = false;
     for _ in 0..200 {
-        if Endpoint::from_shared(endpoint.clone()).unwrap().connect().await.is_err() {
+        if Endpoint::from_shared(endpoint.clone())
+            .unwrap()
+            .connect()
+            .await
+            .is_err()
+        {
             refused = true;
             break;
         }
@@ -75,7 +107,13 @@ async fn in_flight_calls_finish_after_health_turns_not_serving() {
 
     // The call in flight completes normally once inventory answers.
     fake.gate.as_ref().unwrap().add_permits(1);
-    let product = in_flight.await.unwrap().unwrap().into_inner().product.unwrap();
+    let product = in_flight
+        .await
+        .unwrap()
+        .unwrap()
+        .into_inner()
+        .product
+        .unwrap();
     assert_eq!(product.available_quantity, 7);
     shop.catalog.stop().await.unwrap();
     inventory.stop().await.unwrap();
@@ -84,7 +122,13 @@ async fn in_flight_calls_finish_after_health_turns_not_serving() {
 #[tokio::test]
 async fn the_grace_period_bounds_the_drain() {
     let fake = FakeInventory::gated();
-    let (shop, inventory) = start(Duration::ZERO, Duration::from_millis(200), fake.clone(), "grace").await;
+    let (shop, inventory) = start(
+        Duration::ZERO,
+        Duration::from_millis(200),
+        fake.clone(),
+        "grace",
+    )
+    .await;
     let mut client = shop.client.clone();
     let in_flight = tokio::spawn(async move {
         client

@@ -1,6 +1,9 @@
 //! What the catalog sends to inventory: one batched call per request, carrying the
 //! caller's deadline and request id, and nothing that belongs to the caller's hop.
 
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use std::time::Duration;
@@ -13,7 +16,10 @@ use meshmart::{
 use support::fake_inventory::FakeInventory;
 use tonic::{Code, Request};
 
-async fn shop_with_fake(fake: FakeInventory, test: &str) -> (support::Shop, testing::TestServer<tonic::transport::Error>) {
+async fn shop_with_fake(
+    fake: FakeInventory,
+    test: &str,
+) -> (support::Shop, testing::TestServer<tonic::transport::Error>) {
     let inventory = fake.spawn().await;
     let shop = support::start_catalog(
         Backend::Sqlite,
@@ -55,7 +61,10 @@ async fn one_batched_stock_call_per_request() {
         .iter()
         .map(|p| p.name.trim_start_matches("products/").to_owned())
         .collect();
-    assert_eq!(recorded.batches, vec![expected_page, vec!["travel-mug".to_owned()]]);
+    assert_eq!(
+        recorded.batches,
+        vec![expected_page, vec!["travel-mug".to_owned()]]
+    );
     drop(recorded);
     shop.stop().await;
     inventory.stop().await.unwrap();
@@ -70,8 +79,12 @@ async fn deadline_and_request_id_go_downstream() {
         name: "products/travel-mug".into(),
     });
     request.set_timeout(Duration::from_secs(30));
-    request.metadata_mut().insert("x-request-id", "req-7".parse().unwrap());
-    request.metadata_mut().insert("authorization", "Bearer caller-token".parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("x-request-id", "req-7".parse().unwrap());
+    request
+        .metadata_mut()
+        .insert("authorization", "Bearer caller-token".parse().unwrap());
     shop.client.get_product(request).await.unwrap();
     // Without a deadline, none is invented.
     shop.client
@@ -83,8 +96,12 @@ async fn deadline_and_request_id_go_downstream() {
 
     let recorded = fake.recorded.lock().await;
     let with_deadline = &recorded.metadata[0];
-    let timeout = parse_grpc_timeout(with_deadline.get("grpc-timeout").unwrap().to_str().unwrap()).unwrap();
-    assert!(timeout > Duration::ZERO && timeout <= Duration::from_secs(30), "{timeout:?}");
+    let timeout =
+        parse_grpc_timeout(with_deadline.get("grpc-timeout").unwrap().to_str().unwrap()).unwrap();
+    assert!(
+        timeout > Duration::ZERO && timeout <= Duration::from_secs(30),
+        "{timeout:?}"
+    );
     assert_eq!(with_deadline.get("x-request-id").unwrap(), "req-7");
     assert!(with_deadline.get("authorization").is_none());
     assert!(recorded.metadata[1].get("grpc-timeout").is_none());
@@ -96,7 +113,10 @@ async fn deadline_and_request_id_go_downstream() {
 #[tokio::test]
 async fn inventory_out_of_reach_is_unavailable() {
     // A port that was just free: nothing listens there.
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
     let mut shop = support::start_catalog(
         Backend::Sqlite,
         tempfile::tempdir().unwrap(),

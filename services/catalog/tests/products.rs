@@ -1,11 +1,15 @@
 //! The catalog over real gRPC, in front of the real inventory service.
 
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use meshmart::{
     proto::{
         catalog::{
-            CreateProductRequest, GetProductRequest, ListProductsRequest, Product, UpdateProductRequest,
+            CreateProductRequest, GetProductRequest, ListProductsRequest, Product,
+            UpdateProductRequest,
         },
         google::r#type::Money,
         inventory::{ReservationItem, ReserveStockRequest, SetStockRequest},
@@ -16,7 +20,9 @@ use prost_types::FieldMask;
 use tonic::Code;
 
 fn get(name: &str) -> GetProductRequest {
-    GetProductRequest { name: name.to_owned() }
+    GetProductRequest {
+        name: name.to_owned(),
+    }
 }
 
 fn new_product(display_name: &str, units: i64) -> Product {
@@ -42,9 +48,16 @@ fn mask(paths: &[&str]) -> Option<FieldMask> {
 async fn products_carry_live_stock_from_inventory() {
     for backend in backends() {
         let mut shop = support::start_on(backend, "live_stock").await;
-        let reply = shop.client.get_product(get("products/espresso-cup")).await.unwrap();
+        let reply = shop
+            .client
+            .get_product(get("products/espresso-cup"))
+            .await
+            .unwrap();
         assert_eq!(reply.metadata().get("x-meshmart-version").unwrap(), "v1");
-        assert_eq!(reply.metadata().get("x-meshmart-service").unwrap(), "catalog");
+        assert_eq!(
+            reply.metadata().get("x-meshmart-service").unwrap(),
+            "catalog"
+        );
         let product = reply.into_inner().product.unwrap();
         assert_eq!(product.display_name, "Espresso cup");
         assert_eq!(product.available_quantity, 60, "{backend:?}");
@@ -172,7 +185,11 @@ async fn pagination_to_the_end_and_back() {
 #[tokio::test]
 async fn not_found() {
     let mut shop = support::start("not_found").await;
-    let status = shop.client.get_product(get("products/no-such-thing")).await.unwrap_err();
+    let status = shop
+        .client
+        .get_product(get("products/no-such-thing"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::NotFound);
     assert_eq!(status.metadata().get("x-meshmart-version").unwrap(), "v1");
     let status = shop
@@ -286,18 +303,40 @@ async fn create_is_idempotent_on_request_id() {
         product: Some(new_product("Moka pot", 35)),
         request_id: request_id.to_owned(),
     };
-    let first = shop.client.create_product(create("moka-pot", "req-1")).await.unwrap().into_inner();
+    let first = shop
+        .client
+        .create_product(create("moka-pot", "req-1"))
+        .await
+        .unwrap()
+        .into_inner();
     // A retry of the same call returns the same product, unchanged.
-    let again = shop.client.create_product(create("moka-pot", "req-1")).await.unwrap().into_inner();
+    let again = shop
+        .client
+        .create_product(create("moka-pot", "req-1"))
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(first, again);
     assert_eq!(first.product.as_ref().unwrap().name, "products/moka-pot");
     // Another call for the same id is a conflict...
-    let status = shop.client.create_product(create("moka-pot", "req-2")).await.unwrap_err();
+    let status = shop
+        .client
+        .create_product(create("moka-pot", "req-2"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
-    let status = shop.client.create_product(create("moka-pot", "")).await.unwrap_err();
+    let status = shop
+        .client
+        .create_product(create("moka-pot", ""))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
     // ...and so is a request_id reused for another product.
-    let status = shop.client.create_product(create("other-pot", "req-1")).await.unwrap_err();
+    let status = shop
+        .client
+        .create_product(create("other-pot", "req-1"))
+        .await
+        .unwrap_err();
     assert_eq!(status.code(), Code::AlreadyExists);
     shop.stop().await;
 }

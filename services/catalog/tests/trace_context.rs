@@ -1,6 +1,9 @@
 //! W3C trace context flows from the caller through the catalog to inventory: the
 //! inventory call belongs to the caller's trace, as a child of the catalog's span.
 
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use meshmart::{
@@ -41,16 +44,25 @@ async fn traceparent_reaches_inventory_in_the_same_trace() {
     let mut request = Request::new(GetProductRequest {
         name: "products/espresso-cup".into(),
     });
-    request
-        .metadata_mut()
-        .insert("traceparent", format!("00-{trace_id}-{caller_span}-01").parse().unwrap());
+    request.metadata_mut().insert(
+        "traceparent",
+        format!("00-{trace_id}-{caller_span}-01").parse().unwrap(),
+    );
     shop.client.get_product(request).await.unwrap();
 
     let recorded = fake.recorded.lock().await;
-    let traceparent = recorded.metadata[0].get("traceparent").unwrap().to_str().unwrap().to_owned();
+    let traceparent = recorded.metadata[0]
+        .get("traceparent")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
     let parts: Vec<&str> = traceparent.split('-').collect();
     assert_eq!(parts[1], trace_id, "same trace: {traceparent}");
-    assert_ne!(parts[2], caller_span, "a new span, the catalog's: {traceparent}");
+    assert_ne!(
+        parts[2], caller_span,
+        "a new span, the catalog's: {traceparent}"
+    );
     assert_eq!(parts[3], "01", "sampled, as the caller decided");
     drop(recorded);
     shop.stop().await;

@@ -1,10 +1,16 @@
 //! Every invalid request gets INVALID_ARGUMENT with a BadRequest naming each bad field.
 
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use meshmart::{
     proto::{
-        catalog::{CreateProductRequest, GetProductRequest, ListProductsRequest, Product, UpdateProductRequest},
+        catalog::{
+            CreateProductRequest, GetProductRequest, ListProductsRequest, Product,
+            UpdateProductRequest,
+        },
         google::r#type::Money,
     },
     validation::field_violations,
@@ -15,7 +21,10 @@ use tonic::{Code, Status};
 fn fields(result: Result<impl std::fmt::Debug, Status>) -> Vec<String> {
     let status = result.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    field_violations(&status).into_iter().map(|(field, _)| field).collect()
+    field_violations(&status)
+        .into_iter()
+        .map(|(field, _)| field)
+        .collect()
 }
 
 fn money(currency_code: &str, units: i64, nanos: i32) -> Option<Money> {
@@ -31,9 +40,19 @@ async fn each_bad_field_is_named() {
     let shop = support::start("validation").await;
     let mut client = shop.client.clone();
 
-    for name in ["", "espresso-cup", "products/", "products/Espresso", "items/espresso-cup"] {
+    for name in [
+        "",
+        "espresso-cup",
+        "products/",
+        "products/Espresso",
+        "items/espresso-cup",
+    ] {
         assert_eq!(
-            fields(client.get_product(GetProductRequest { name: name.into() }).await),
+            fields(
+                client
+                    .get_product(GetProductRequest { name: name.into() })
+                    .await
+            ),
             ["name"],
             "{name}"
         );
@@ -113,16 +132,31 @@ async fn each_bad_field_is_named() {
         }),
     };
     assert_eq!(
-        fields(client.update_product(update("products/espresso-cup", &["colour", "available_quantity"])).await),
+        fields(
+            client
+                .update_product(update(
+                    "products/espresso-cup",
+                    &["colour", "available_quantity"]
+                ))
+                .await
+        ),
         ["update_mask", "update_mask"]
     );
     assert_eq!(
-        fields(client.update_product(update("espresso-cup", &["display_name"])).await),
+        fields(
+            client
+                .update_product(update("espresso-cup", &["display_name"]))
+                .await
+        ),
         ["product.name", "product.display_name"]
     );
     // No mask and nothing set: nothing to change.
     assert_eq!(
-        fields(client.update_product(update("products/espresso-cup", &[])).await),
+        fields(
+            client
+                .update_product(update("products/espresso-cup", &[]))
+                .await
+        ),
         ["update_mask"]
     );
     assert_eq!(

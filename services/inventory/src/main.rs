@@ -1,5 +1,9 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    meshmart::runtime::main(inventory::SERVICE, inventory::Config::from_env, inventory::serve)
+    meshmart::runtime::main(
+        inventory::SERVICE,
+        inventory::Config::from_env,
+        inventory::serve,
+    )
 }

@@ -37,6 +37,8 @@ impl Metrics {
     }
 
     pub(crate) fn reservation(&self, outcome: &'static str) {
-        self.reservations.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.reservations
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 }

@@ -28,7 +28,10 @@ impl Inventory {
 #[tonic::async_trait]
 impl InventoryService for Inventory {
     #[tracing::instrument(skip_all, fields(product_id = %request.get_ref().product_id))]
-    async fn get_stock(&self, request: Request<pb::GetStockRequest>) -> Result<Response<pb::GetStockResponse>, Status> {
+    async fn get_stock(
+        &self,
+        request: Request<pb::GetStockRequest>,
+    ) -> Result<Response<pb::GetStockResponse>, Status> {
         let request = request.into_inner();
         validate::product_id("product_id", &request.product_id)?;
         let levels = self.store.stock_levels(&[request.product_id]).await?;
@@ -51,11 +54,19 @@ impl InventoryService for Inventory {
     }
 
     #[tracing::instrument(skip_all, fields(product_id = %request.get_ref().product_id))]
-    async fn set_stock(&self, request: Request<pb::SetStockRequest>) -> Result<Response<pb::SetStockResponse>, Status> {
+    async fn set_stock(
+        &self,
+        request: Request<pb::SetStockRequest>,
+    ) -> Result<Response<pb::SetStockResponse>, Status> {
         let request = request.into_inner();
         validate::set_stock(&request)?;
-        let level = self.store.set_stock(&request.product_id, request.available_quantity).await?;
-        Ok(Response::new(pb::SetStockResponse { stock: Some(stock(level)) }))
+        let level = self
+            .store
+            .set_stock(&request.product_id, request.available_quantity)
+            .await?;
+        Ok(Response::new(pb::SetStockResponse {
+            stock: Some(stock(level)),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(product_id = %request.get_ref().product_id))]
@@ -69,7 +80,9 @@ impl InventoryService for Inventory {
             .store
             .adjust_stock(&request.request_id, &request.product_id, request.delta)
             .await?;
-        Ok(Response::new(pb::AdjustStockResponse { stock: Some(stock(level)) }))
+        Ok(Response::new(pb::AdjustStockResponse {
+            stock: Some(stock(level)),
+        }))
     }
 
     #[tracing::instrument(skip_all, fields(reservation_id = %request.get_ref().reservation_id))]
@@ -84,10 +97,14 @@ impl InventoryService for Inventory {
             Ok((_, Applied::Now)) => {
                 self.metrics.reservation("reserved");
                 let units: i64 = items.iter().map(|(_, quantity)| quantity).sum();
-                self.metrics.reserved_units.inc_by(u64::try_from(units).unwrap_or_default());
+                self.metrics
+                    .reserved_units
+                    .inc_by(u64::try_from(units).unwrap_or_default());
             }
             Ok((_, Applied::Earlier)) => self.metrics.reservation("replayed"),
-            Err(crate::Error::InsufficientStock { .. }) => self.metrics.reservation("insufficient_stock"),
+            Err(crate::Error::InsufficientStock { .. }) => {
+                self.metrics.reservation("insufficient_stock")
+            }
             Err(_) => {}
         }
         let (reservation, _) = result?;
@@ -156,7 +173,10 @@ fn reservation_message(reservation: Reservation) -> pb::Reservation {
         items: reservation
             .items
             .into_iter()
-            .map(|(product_id, quantity)| pb::ReservationItem { product_id, quantity })
+            .map(|(product_id, quantity)| pb::ReservationItem {
+                product_id,
+                quantity,
+            })
             .collect(),
         state: state.into(),
         create_time: Some(timestamp(reservation.create_time_ms)),

@@ -94,7 +94,9 @@ impl Store {
     }
 
     async fn seed(&self) -> Result<(), sqlx::Error> {
-        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM stock").fetch_one(&self.pool).await?;
+        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM stock")
+            .fetch_one(&self.pool)
+            .await?;
         if count > 0 {
             return Ok(());
         }
@@ -121,7 +123,10 @@ impl Store {
         if product_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = (1..=product_ids.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
+        let placeholders = (1..=product_ids.len())
+            .map(|i| format!("${i}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         let sql = format!(
             "SELECT product_id, available, reserved, update_time_ms FROM stock WHERE product_id IN ({placeholders})"
         );
@@ -133,9 +138,10 @@ impl Store {
         Ok(product_ids
             .iter()
             .map(|id| {
-                rows.iter()
-                    .find(|row| &row.0 == id)
-                    .map_or_else(|| StockLevel::never_stocked(id), |row| stock_level(row.clone()))
+                rows.iter().find(|row| &row.0 == id).map_or_else(
+                    || StockLevel::never_stocked(id),
+                    |row| stock_level(row.clone()),
+                )
             })
             .collect())
     }
@@ -156,7 +162,12 @@ impl Store {
     }
 
     /// Adds `delta` to the available quantity, once per `request_id`.
-    pub async fn adjust_stock(&self, request_id: &str, product_id: &str, delta: i64) -> Result<(StockLevel, Applied)> {
+    pub async fn adjust_stock(
+        &self,
+        request_id: &str,
+        product_id: &str,
+        delta: i64,
+    ) -> Result<(StockLevel, Applied)> {
         let now = now_millis();
         let mut tx = self.pool.begin().await?;
         let recorded = sqlx::query(
@@ -172,11 +183,12 @@ impl Store {
         .rows_affected();
         if recorded == 0 {
             tx.rollback().await?;
-            let (earlier_product, earlier_delta): (String, i64) =
-                sqlx::query_as("SELECT product_id, delta FROM stock_adjustments WHERE request_id = $1")
-                    .bind(request_id)
-                    .fetch_one(&self.pool)
-                    .await?;
+            let (earlier_product, earlier_delta): (String, i64) = sqlx::query_as(
+                "SELECT product_id, delta FROM stock_adjustments WHERE request_id = $1",
+            )
+            .bind(request_id)
+            .fetch_one(&self.pool)
+            .await?;
             if earlier_product != product_id || earlier_delta != delta {
                 return Err(Error::KeyReused {
                     field: "request_id",
@@ -184,7 +196,13 @@ impl Store {
                 });
             }
             let level = self.stock_levels(&[product_id.to_owned()]).await?;
-            return Ok((level.into_iter().next().unwrap_or_else(|| StockLevel::never_stocked(product_id)), Applied::Earlier));
+            return Ok((
+                level
+                    .into_iter()
+                    .next()
+                    .unwrap_or_else(|| StockLevel::never_stocked(product_id)),
+                Applied::Earlier,
+            ));
         }
         sqlx::query(
             "INSERT INTO stock (product_id, available, reserved, update_time_ms) VALUES ($1, 0, 0, $2) \
@@ -219,7 +237,11 @@ impl Store {
 
     /// Holds stock for every item, all or nothing, once per `reservation_id`. `items` must
     /// name each product once.
-    pub async fn reserve(&self, reservation_id: &str, items: &[(String, i64)]) -> Result<(Reservation, Applied)> {
+    pub async fn reserve(
+        &self,
+        reservation_id: &str,
+        items: &[(String, i64)],
+    ) -> Result<(Reservation, Applied)> {
         let mut items = items.to_vec();
         items.sort();
         let now = now_millis();
@@ -295,11 +317,12 @@ impl Store {
         let Some((state, create_time_ms, update_time_ms)) = row else {
             return Err(Error::ReservationNotFound(reservation_id.to_owned()));
         };
-        let mut items: Vec<(String, i64)> =
-            sqlx::query_as("SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1")
-                .bind(reservation_id)
-                .fetch_all(&self.pool)
-                .await?;
+        let mut items: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1",
+        )
+        .bind(reservation_id)
+        .fetch_all(&self.pool)
+        .await?;
         // Sorted here rather than in SQL: collation order differs between databases.
         items.sort();
         Ok(Reservation {
@@ -346,17 +369,20 @@ impl Store {
                 action: close.verb(),
             });
         }
-        let mut items: Vec<(String, i64)> =
-            sqlx::query_as("SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1")
-                .bind(reservation_id)
-                .fetch_all(&mut *tx)
-                .await?;
+        let mut items: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1",
+        )
+        .bind(reservation_id)
+        .fetch_all(&mut *tx)
+        .await?;
         items.sort();
         let sql = match close {
             Close::Release => {
                 "UPDATE stock SET available = available + $2, reserved = reserved - $2, update_time_ms = $3 WHERE product_id = $1"
             }
-            Close::Commit => "UPDATE stock SET reserved = reserved - $2, update_time_ms = $3 WHERE product_id = $1",
+            Close::Commit => {
+                "UPDATE stock SET reserved = reserved - $2, update_time_ms = $3 WHERE product_id = $1"
+            }
         };
         for (product_id, quantity) in &items {
             sqlx::query(sql)
@@ -393,7 +419,9 @@ impl Close {
     }
 }
 
-fn stock_level((product_id, available, reserved, update_time_ms): (String, i64, i64, i64)) -> StockLevel {
+fn stock_level(
+    (product_id, available, reserved, update_time_ms): (String, i64, i64, i64),
+) -> StockLevel {
     StockLevel {
         product_id,
         available,

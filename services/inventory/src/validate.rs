@@ -4,7 +4,8 @@ use std::collections::HashSet;
 
 use meshmart::{
     proto::inventory::{
-        AdjustStockRequest, BatchGetStockRequest, ReservationItem, ReserveStockRequest, SetStockRequest,
+        AdjustStockRequest, BatchGetStockRequest, ReservationItem, ReserveStockRequest,
+        SetStockRequest,
     },
     validation::{FieldViolations, is_idempotency_key, is_resource_id},
 };
@@ -49,7 +50,11 @@ pub(crate) fn batch_get(request: &BatchGetStockRequest) -> Result<(), Status> {
 pub(crate) fn set_stock(request: &SetStockRequest) -> Result<(), Status> {
     let mut violations = FieldViolations::new();
     violations
-        .check(is_resource_id(&request.product_id), "product_id", PRODUCT_ID)
+        .check(
+            is_resource_id(&request.product_id),
+            "product_id",
+            PRODUCT_ID,
+        )
         .check(
             (0..=MAX_QUANTITY).contains(&request.available_quantity),
             "available_quantity",
@@ -61,7 +66,11 @@ pub(crate) fn set_stock(request: &SetStockRequest) -> Result<(), Status> {
 pub(crate) fn adjust_stock(request: &AdjustStockRequest) -> Result<(), Status> {
     let mut violations = FieldViolations::new();
     violations
-        .check(is_resource_id(&request.product_id), "product_id", PRODUCT_ID)
+        .check(
+            is_resource_id(&request.product_id),
+            "product_id",
+            PRODUCT_ID,
+        )
         .check(
             request.delta != 0 && request.delta.abs() <= MAX_QUANTITY,
             "delta",
@@ -75,16 +84,31 @@ pub(crate) fn adjust_stock(request: &AdjustStockRequest) -> Result<(), Status> {
 pub(crate) fn reserve(request: &ReserveStockRequest) -> Result<Vec<(String, i64)>, Status> {
     let mut violations = FieldViolations::new();
     violations
-        .check(is_idempotency_key(&request.reservation_id), "reservation_id", KEY)
+        .check(
+            is_idempotency_key(&request.reservation_id),
+            "reservation_id",
+            KEY,
+        )
         .check(
             (1..=MAX_ITEMS).contains(&request.items.len()),
             "items",
             "must hold 1 to 100 items",
         );
     let mut seen = HashSet::new();
-    for (i, ReservationItem { product_id, quantity }) in request.items.iter().enumerate() {
+    for (
+        i,
+        ReservationItem {
+            product_id,
+            quantity,
+        },
+    ) in request.items.iter().enumerate()
+    {
         violations
-            .check(is_resource_id(product_id), &format!("items[{i}].product_id"), PRODUCT_ID)
+            .check(
+                is_resource_id(product_id),
+                &format!("items[{i}].product_id"),
+                PRODUCT_ID,
+            )
             .check(
                 seen.insert(product_id),
                 &format!("items[{i}].product_id"),

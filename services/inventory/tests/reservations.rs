@@ -1,12 +1,16 @@
 //! Reservations over real gRPC: idempotency under concurrency, all-or-nothing holds,
 //! and the release/commit life cycle.
 
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use meshmart::{
     proto::inventory::{
-        BatchGetStockRequest, CommitReservationRequest, GetReservationRequest, ReleaseReservationRequest,
-        ReservationItem, ReservationState, ReserveStockRequest, SetStockRequest,
+        BatchGetStockRequest, CommitReservationRequest, GetReservationRequest,
+        ReleaseReservationRequest, ReservationItem, ReservationState, ReserveStockRequest,
+        SetStockRequest,
     },
     testing::{Backend, backends},
 };
@@ -57,7 +61,13 @@ async fn concurrent_identical_reserves_hold_stock_once(backend: Backend) {
     });
     let mut ids = std::collections::HashSet::new();
     for call in calls.collect::<Vec<_>>() {
-        let reservation = call.await.unwrap().unwrap().into_inner().reservation.unwrap();
+        let reservation = call
+            .await
+            .unwrap()
+            .unwrap()
+            .into_inner()
+            .reservation
+            .unwrap();
         assert_eq!(reservation.state(), ReservationState::Active);
         assert_eq!(reservation.items, items(&[("kettle", 3)]));
         ids.insert((reservation.reservation_id, reservation.create_time));
@@ -91,7 +101,11 @@ async fn reservation_is_all_or_nothing() {
     assert_eq!(status.code(), Code::FailedPrecondition);
     let failure = status.get_details_precondition_failure().unwrap();
     assert_eq!(failure.violations[0].subject, "milk-frother");
-    assert_eq!(stock(&mut running, "espresso-cup").await, (60, 0), "nothing held");
+    assert_eq!(
+        stock(&mut running, "espresso-cup").await,
+        (60, 0),
+        "nothing held"
+    );
     // The id was not used up: the same reservation can succeed once stock arrives.
     running
         .client
@@ -113,7 +127,10 @@ async fn reservation_is_all_or_nothing() {
         .reservation
         .unwrap();
     // Items come back ordered by product id, whatever order they were asked in.
-    assert_eq!(reservation.items, items(&[("espresso-cup", 2), ("milk-frother", 1)]));
+    assert_eq!(
+        reservation.items,
+        items(&[("espresso-cup", 2), ("milk-frother", 1)])
+    );
     assert_eq!(stock(&mut running, "espresso-cup").await, (58, 2));
     running.server.stop().await.unwrap();
 }
@@ -160,7 +177,11 @@ async fn release_and_commit_are_idempotent_and_final() {
             .unwrap();
         assert_eq!(released.state(), ReservationState::Released);
     }
-    assert_eq!(stock(&mut running, "french-press").await, (16, 4), "released once");
+    assert_eq!(
+        stock(&mut running, "french-press").await,
+        (16, 4),
+        "released once"
+    );
 
     for _ in 0..2 {
         running
@@ -171,7 +192,11 @@ async fn release_and_commit_are_idempotent_and_final() {
             .await
             .unwrap();
     }
-    assert_eq!(stock(&mut running, "french-press").await, (16, 0), "committed once");
+    assert_eq!(
+        stock(&mut running, "french-press").await,
+        (16, 0),
+        "committed once"
+    );
 
     let status = running
         .client

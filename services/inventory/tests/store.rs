@@ -1,5 +1,8 @@
 //! The store on every backend: SQLite always, PostgreSQL when the test command provides one.
 
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use inventory::{
     Error, Store,
     store::{Applied, ReservationState},
@@ -47,7 +50,10 @@ async fn stock_levels_adjustments_and_reservations() {
         let wanted = vec![("b-product".to_owned(), 4), ("a-product".to_owned(), 3)];
         let (reservation, applied) = store.reserve("res-1", &wanted).await.unwrap();
         assert_eq!(applied, Applied::Now);
-        assert_eq!(reservation.items[0].0, "a-product", "items sorted by product id");
+        assert_eq!(
+            reservation.items[0].0, "a-product",
+            "items sorted by product id"
+        );
         let (_, applied) = store.reserve("res-1", &wanted).await.unwrap();
         assert_eq!(applied, Applied::Earlier);
         let levels = store
@@ -62,17 +68,29 @@ async fn stock_levels_adjustments_and_reservations() {
             Err(Error::InsufficientStock { available: 0, .. })
         ));
         let (released, applied) = store.release("res-1").await.unwrap();
-        assert_eq!((released.state, applied), (ReservationState::Released, Applied::Now));
+        assert_eq!(
+            (released.state, applied),
+            (ReservationState::Released, Applied::Now)
+        );
         let levels = store.stock_levels(&["a-product".to_owned()]).await.unwrap();
         assert_eq!((levels[0].available, levels[0].reserved), (3, 0));
 
-        let (_, _) = store.reserve("res-3", &[("a-product".to_owned(), 2)]).await.unwrap();
+        let (_, _) = store
+            .reserve("res-3", &[("a-product".to_owned(), 2)])
+            .await
+            .unwrap();
         let (committed, _) = store.commit("res-3").await.unwrap();
         assert_eq!(committed.state, ReservationState::Committed);
         let levels = store.stock_levels(&["a-product".to_owned()]).await.unwrap();
         assert_eq!((levels[0].available, levels[0].reserved), (1, 0));
-        assert!(matches!(store.release("res-3").await, Err(Error::ReservationClosed { .. })));
-        assert!(matches!(store.reservation("nope").await, Err(Error::ReservationNotFound(_))));
+        assert!(matches!(
+            store.release("res-3").await,
+            Err(Error::ReservationClosed { .. })
+        ));
+        assert!(matches!(
+            store.reservation("nope").await,
+            Err(Error::ReservationNotFound(_))
+        ));
     }
 }
 

@@ -1,11 +1,14 @@
 //! Every invalid request gets INVALID_ARGUMENT naming each bad field.
 
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod support;
 
 use meshmart::{
     proto::inventory::{
-        AdjustStockRequest, BatchGetStockRequest, GetReservationRequest, GetStockRequest, ReservationItem,
-        ReserveStockRequest, SetStockRequest,
+        AdjustStockRequest, BatchGetStockRequest, GetReservationRequest, GetStockRequest,
+        ReservationItem, ReserveStockRequest, SetStockRequest,
     },
     testing::Backend,
     validation::field_violations,
@@ -15,7 +18,10 @@ use tonic::{Code, Status};
 fn fields(result: Result<impl std::fmt::Debug, Status>) -> Vec<String> {
     let status = result.unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    field_violations(&status).into_iter().map(|(field, _)| field).collect()
+    field_violations(&status)
+        .into_iter()
+        .map(|(field, _)| field)
+        .collect()
 }
 
 #[tokio::test]
@@ -24,11 +30,23 @@ async fn each_bad_field_is_named() {
     let mut client = running.client.clone();
 
     assert_eq!(
-        fields(client.get_stock(GetStockRequest { product_id: "Not An Id".into() }).await),
+        fields(
+            client
+                .get_stock(GetStockRequest {
+                    product_id: "Not An Id".into()
+                })
+                .await
+        ),
         ["product_id"]
     );
     assert_eq!(
-        fields(client.batch_get_stock(BatchGetStockRequest { product_ids: vec![] }).await),
+        fields(
+            client
+                .batch_get_stock(BatchGetStockRequest {
+                    product_ids: vec![]
+                })
+                .await
+        ),
         ["product_ids"]
     );
     assert_eq!(
@@ -96,7 +114,13 @@ async fn each_bad_field_is_named() {
         ["items"]
     );
     assert_eq!(
-        fields(client.get_reservation(GetReservationRequest { reservation_id: String::new() }).await),
+        fields(
+            client
+                .get_reservation(GetReservationRequest {
+                    reservation_id: String::new()
+                })
+                .await
+        ),
         ["reservation_id"]
     );
     running.server.stop().await.unwrap();

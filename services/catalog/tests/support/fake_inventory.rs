@@ -4,7 +4,10 @@
 use std::sync::Arc;
 
 use meshmart::{
-    proto::inventory::{self as pb, inventory_service_server::{InventoryService, InventoryServiceServer}},
+    proto::inventory::{
+        self as pb,
+        inventory_service_server::{InventoryService, InventoryServiceServer},
+    },
     testing::TestServer,
 };
 use tokio::sync::{Mutex, Notify, Semaphore};
@@ -65,7 +68,10 @@ impl InventoryService for FakeInventory {
         }
         self.arrived.notify_one();
         if let Some(gate) = &self.gate {
-            let _permit = gate.acquire().await.map_err(|_| Status::aborted("gate closed"))?;
+            let _permit = gate
+                .acquire()
+                .await
+                .map_err(|_| Status::aborted("gate closed"))?;
         }
         let stocks = request
             .into_inner()
@@ -80,10 +86,16 @@ impl InventoryService for FakeInventory {
         Ok(Response::new(pb::BatchGetStockResponse { stocks }))
     }
 
-    async fn get_stock(&self, _: Request<pb::GetStockRequest>) -> Result<Response<pb::GetStockResponse>, Status> {
+    async fn get_stock(
+        &self,
+        _: Request<pb::GetStockRequest>,
+    ) -> Result<Response<pb::GetStockResponse>, Status> {
         unimplemented()
     }
-    async fn set_stock(&self, _: Request<pb::SetStockRequest>) -> Result<Response<pb::SetStockResponse>, Status> {
+    async fn set_stock(
+        &self,
+        _: Request<pb::SetStockRequest>,
+    ) -> Result<Response<pb::SetStockResponse>, Status> {
         unimplemented()
     }
     async fn adjust_stock(

@@ -37,8 +37,17 @@ pub async fn start_on(backend: Backend, test: &str) -> Shop {
         inventory::serve(inventory_config, listeners, shutdown)
     })
     .await;
-    let inventory_client = InventoryServiceClient::connect(inventory.endpoint()).await.unwrap();
-    let mut shop = start_catalog(backend, dir, test, &inventory.endpoint(), testing::server_config(catalog::SERVICE)).await;
+    let inventory_client = InventoryServiceClient::connect(inventory.endpoint())
+        .await
+        .unwrap();
+    let mut shop = start_catalog(
+        backend,
+        dir,
+        test,
+        &inventory.endpoint(),
+        testing::server_config(catalog::SERVICE),
+    )
+    .await;
     shop.inventory = Some(inventory);
     shop.inventory_client = Some(inventory_client);
     shop
@@ -61,7 +70,9 @@ pub async fn start_catalog(
         catalog::serve(config, listeners, shutdown)
     })
     .await;
-    let client = CatalogServiceClient::connect(catalog.endpoint()).await.unwrap();
+    let client = CatalogServiceClient::connect(catalog.endpoint())
+        .await
+        .unwrap();
     Shop {
         catalog,
         inventory: None,

@@ -24,7 +24,9 @@ pub(crate) async fn start(backend: Backend, test: &str) -> Running {
         inventory::serve(config, listeners, shutdown)
     })
     .await;
-    let client = InventoryServiceClient::connect(server.endpoint()).await.unwrap();
+    let client = InventoryServiceClient::connect(server.endpoint())
+        .await
+        .unwrap();
     Running {
         server,
         client,
