@@ -39,8 +39,36 @@ pub async fn connect(config: &DatabaseConfig, migrator: &Migrator) -> Result<Any
         }
         None => config.url.clone(),
     };
+    let pool = connect_when_reachable(&url, config).await?;
+    migrator.run(&pool).await?;
+    tracing::info!(backend = config.backend(), "database ready");
+    Ok(pool)
+}
+
+/// How long a starting service waits for its database to accept connections. In a cluster
+/// the database may start after the service; waiting here beats a crash loop, and the
+/// startup probe keeps traffic away meanwhile.
+const CONNECT_ATTEMPTS: u32 = 30;
+const CONNECT_PAUSE: Duration = Duration::from_secs(1);
+
+async fn connect_when_reachable(url: &str, config: &DatabaseConfig) -> Result<AnyPool> {
+    let mut attempt = 1;
+    loop {
+        match pool(url, config).await {
+            Ok(pool) => return Ok(pool),
+            Err(error) if attempt < CONNECT_ATTEMPTS && is_transient(&error) => {
+                tracing::warn!(%error, attempt, "database not reachable yet; waiting");
+                tokio::time::sleep(CONNECT_PAUSE).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+}
+
+async fn pool(url: &str, config: &DatabaseConfig) -> Result<AnyPool, sqlx::Error> {
     let sqlite = config.backend() == "sqlite";
-    let pool = AnyPoolOptions::new()
+    AnyPoolOptions::new()
         .max_connections(config.max_connections)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
@@ -59,11 +87,8 @@ pub async fn connect(config: &DatabaseConfig, migrator: &Migrator) -> Result<Any
                 Ok(())
             })
         })
-        .connect(&url)
-        .await?;
-    migrator.run(&pool).await?;
-    tracing::info!(backend = config.backend(), "database ready");
-    Ok(pool)
+        .connect(url)
+        .await
 }
 
 /// Whether a database error is worth retrying: the database is out of reach or busy,
@@ -83,6 +108,18 @@ pub fn is_transient(error: &sqlx::Error) -> bool {
             ) || code.starts_with("08")
         }
         _ => false,
+    }
+}
+
+/// The status a service answers for a database error: UNAVAILABLE for a transient one (the
+/// mesh may retry it), INTERNAL otherwise. The details stay in the log, not in the reply.
+pub fn status(error: &sqlx::Error) -> tonic::Status {
+    if is_transient(error) {
+        tracing::warn!(%error, "database unavailable");
+        tonic::Status::unavailable("database unavailable")
+    } else {
+        tracing::error!(%error, "database error");
+        tonic::Status::internal("internal error")
     }
 }
 

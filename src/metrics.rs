@@ -7,8 +7,26 @@
 use std::sync::Arc;
 
 use axum::{Router, extract::State, http::header, response::IntoResponse, routing::get};
-use prometheus_client::{encoding::text::encode, metrics::info::Info, registry::Registry};
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, info::Info},
+    registry::Registry,
+};
 use tokio::net::TcpListener;
+
+/// The one label of a counter of outcomes: `reserved`, `replayed`, `ok`, `error`, ...
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// A counter with one series per outcome.
+pub type OutcomeCounter = Family<OutcomeLabels, Counter>;
+
+/// Counts one `outcome`.
+pub fn count(counter: &OutcomeCounter, outcome: &'static str) {
+    counter.get_or_create(&OutcomeLabels { outcome }).inc();
+}
 
 /// Creates a registry holding the `meshmart_build` info metric for this service.
 pub fn registry(service: &str, version: &str) -> Registry {

@@ -77,6 +77,17 @@ impl<E: Send + 'static> TestServer<E> {
     }
 }
 
+/// The fields named by the BadRequest of an INVALID_ARGUMENT reply; fails the test for any
+/// other outcome.
+pub fn violated_fields<T: std::fmt::Debug>(result: Result<T, tonic::Status>) -> Vec<String> {
+    let status = result.expect_err("the request should have been rejected");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    crate::validation::field_violations(&status)
+        .into_iter()
+        .map(|(field, _)| field)
+        .collect()
+}
+
 /// A database configuration for one test on `backend`, seeded with the demo data.
 pub async fn database(
     backend: Backend,

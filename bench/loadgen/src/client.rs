@@ -91,7 +91,7 @@ pub async fn wait_until_serving(options: &Options) -> Result<(), Error> {
         loop {
             let status = health(url, target.health_service(), Duration::from_secs(2)).await;
             if status == Ok(ServingStatus::Serving) {
-                tracing::info!(target = target.name(), url, "target is serving");
+                tracing::info!(service = target.name(), url, "service is serving");
                 break;
             }
             if Instant::now() >= deadline {
@@ -106,8 +106,8 @@ pub async fn wait_until_serving(options: &Options) -> Result<(), Error> {
                 });
             }
             // Every 5 s, so a stuck start-up is visible without flooding the log.
-            if attempts % 20 == 0 {
-                tracing::info!(target = target.name(), url, status = ?status, "waiting for target to report serving");
+            if attempts.is_multiple_of(20) {
+                tracing::info!(service = target.name(), url, status = ?status, "waiting for service to report serving");
             }
             attempts += 1;
             tokio::time::sleep(Duration::from_millis(250)).await;

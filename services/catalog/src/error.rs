@@ -58,15 +58,7 @@ impl From<Error> for Status {
                     Status::internal("stock lookup failed")
                 }
             },
-            Error::Database(error) => {
-                if meshmart::db::is_transient(&error) {
-                    tracing::warn!(%error, "database unavailable");
-                    Status::unavailable("database unavailable")
-                } else {
-                    tracing::error!(%error, "database error");
-                    Status::internal("internal error")
-                }
-            }
+            Error::Database(error) => meshmart::db::status(&error),
         }
     }
 }

@@ -1,22 +1,14 @@
 //! What only the catalog knows: products created, and how stock lookups went.
 
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family},
-    registry::Registry,
-};
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct OutcomeLabels {
-    pub(crate) outcome: &'static str,
-}
+use meshmart::metrics::OutcomeCounter;
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Metrics {
     /// Products created (retries of a known request_id are not counted).
     pub(crate) products_created: Counter,
     /// Batched stock lookups against inventory, by outcome: `ok` or `error`.
-    pub(crate) stock_lookups: Family<OutcomeLabels, Counter>,
+    pub(crate) stock_lookups: OutcomeCounter,
 }
 
 impl Metrics {
@@ -36,8 +28,6 @@ impl Metrics {
     }
 
     pub(crate) fn stock_lookup(&self, outcome: &'static str) {
-        self.stock_lookups
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
+        meshmart::metrics::count(&self.stock_lookups, outcome);
     }
 }

@@ -13,19 +13,9 @@ use meshmart::{
         },
         google::r#type::Money,
     },
-    validation::field_violations,
+    testing::violated_fields,
 };
 use prost_types::FieldMask;
-use tonic::{Code, Status};
-
-fn fields(result: Result<impl std::fmt::Debug, Status>) -> Vec<String> {
-    let status = result.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    field_violations(&status)
-        .into_iter()
-        .map(|(field, _)| field)
-        .collect()
-}
 
 fn money(currency_code: &str, units: i64, nanos: i32) -> Option<Money> {
     Some(Money {
@@ -48,7 +38,7 @@ async fn each_bad_field_is_named() {
         "items/espresso-cup",
     ] {
         assert_eq!(
-            fields(
+            violated_fields(
                 client
                     .get_product(GetProductRequest { name: name.into() })
                     .await
@@ -59,7 +49,7 @@ async fn each_bad_field_is_named() {
     }
 
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .list_products(ListProductsRequest {
                     page_size: -1,
@@ -71,7 +61,7 @@ async fn each_bad_field_is_named() {
     );
 
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .create_product(CreateProductRequest {
                     product_id: "Bad Id".into(),
@@ -83,7 +73,7 @@ async fn each_bad_field_is_named() {
         ["product_id", "request_id", "product"]
     );
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .create_product(CreateProductRequest {
                     product_id: "ok".into(),
@@ -106,7 +96,7 @@ async fn each_bad_field_is_named() {
         ]
     );
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .create_product(CreateProductRequest {
                     product_id: "ok".into(),
@@ -132,7 +122,7 @@ async fn each_bad_field_is_named() {
         }),
     };
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .update_product(update(
                     "products/espresso-cup",
@@ -143,7 +133,7 @@ async fn each_bad_field_is_named() {
         ["update_mask", "update_mask"]
     );
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .update_product(update("espresso-cup", &["display_name"]))
                 .await
@@ -152,7 +142,7 @@ async fn each_bad_field_is_named() {
     );
     // No mask and nothing set: nothing to change.
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .update_product(update("products/espresso-cup", &[]))
                 .await
@@ -160,7 +150,7 @@ async fn each_bad_field_is_named() {
         ["update_mask"]
     );
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .update_product(UpdateProductRequest {
                     product: None,

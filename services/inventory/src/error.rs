@@ -48,15 +48,7 @@ impl From<Error> for Status {
                 message.clone(),
                 ErrorDetails::with_precondition_failure_violation("STATE", reservation_id, message),
             ),
-            Error::Database(error) => {
-                if meshmart::db::is_transient(&error) {
-                    tracing::warn!(%error, "database unavailable");
-                    Status::unavailable("database unavailable")
-                } else {
-                    tracing::error!(%error, "database error");
-                    Status::internal("internal error")
-                }
-            }
+            Error::Database(error) => meshmart::db::status(&error),
         }
     }
 }

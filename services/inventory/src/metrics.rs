@@ -1,21 +1,13 @@
 //! What only the inventory knows: how reservations turn out, and how many units they hold.
 
-use prometheus_client::{
-    encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family},
-    registry::Registry,
-};
-
-#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub(crate) struct OutcomeLabels {
-    pub(crate) outcome: &'static str,
-}
+use meshmart::metrics::OutcomeCounter;
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Metrics {
     /// ReserveStock calls by outcome: `reserved`, `replayed` (a retry of a known id),
     /// `insufficient_stock`.
-    pub(crate) reservations: Family<OutcomeLabels, Counter>,
+    pub(crate) reservations: OutcomeCounter,
     /// Units newly held by reservations.
     pub(crate) reserved_units: Counter,
 }
@@ -37,8 +29,6 @@ impl Metrics {
     }
 
     pub(crate) fn reservation(&self, outcome: &'static str) {
-        self.reservations
-            .get_or_create(&OutcomeLabels { outcome })
-            .inc();
+        meshmart::metrics::count(&self.reservations, outcome);
     }
 }

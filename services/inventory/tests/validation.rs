@@ -11,18 +11,8 @@ use meshmart::{
         ReservationItem, ReserveStockRequest, SetStockRequest,
     },
     testing::Backend,
-    validation::field_violations,
+    testing::violated_fields,
 };
-use tonic::{Code, Status};
-
-fn fields(result: Result<impl std::fmt::Debug, Status>) -> Vec<String> {
-    let status = result.unwrap_err();
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    field_violations(&status)
-        .into_iter()
-        .map(|(field, _)| field)
-        .collect()
-}
 
 #[tokio::test]
 async fn each_bad_field_is_named() {
@@ -30,7 +20,7 @@ async fn each_bad_field_is_named() {
     let mut client = running.client.clone();
 
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .get_stock(GetStockRequest {
                     product_id: "Not An Id".into()
@@ -40,7 +30,7 @@ async fn each_bad_field_is_named() {
         ["product_id"]
     );
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .batch_get_stock(BatchGetStockRequest {
                     product_ids: vec![]
@@ -50,7 +40,7 @@ async fn each_bad_field_is_named() {
         ["product_ids"]
     );
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .batch_get_stock(BatchGetStockRequest {
                     product_ids: vec!["a".into(), "a".into(), "B".into()]
@@ -60,7 +50,7 @@ async fn each_bad_field_is_named() {
         ["product_ids[1]", "product_ids[2]"]
     );
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .set_stock(SetStockRequest {
                     product_id: "a".into(),
@@ -71,7 +61,7 @@ async fn each_bad_field_is_named() {
         ["available_quantity"]
     );
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .adjust_stock(AdjustStockRequest {
                     product_id: "a".into(),
@@ -83,7 +73,7 @@ async fn each_bad_field_is_named() {
         ["delta", "request_id"]
     );
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .reserve_stock(ReserveStockRequest {
                     reservation_id: "has space".into(),
@@ -103,7 +93,7 @@ async fn each_bad_field_is_named() {
         ["reservation_id", "items[0].quantity", "items[1].product_id"]
     );
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .reserve_stock(ReserveStockRequest {
                     reservation_id: "ok".into(),
@@ -114,7 +104,7 @@ async fn each_bad_field_is_named() {
         ["items"]
     );
     assert_eq!(
-        fields(
+        violated_fields(
             client
                 .get_reservation(GetReservationRequest {
                     reservation_id: String::new()
