@@ -48,9 +48,11 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
             .unwrap_or_else(|| service.to_owned()),
     );
     let mut provider = SdkTracerProvider::builder().with_resource(resource.build());
-    if config.otlp_endpoint.is_some() {
+    if let Some(endpoint) = &config.otlp_endpoint {
+        use opentelemetry_otlp::WithExportConfig;
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
+            .with_endpoint(endpoint.clone())
             .build()
             .map_err(|e| Error::Telemetry(format!("OTLP exporter: {e}")))?;
         provider = provider.with_batch_exporter(exporter);

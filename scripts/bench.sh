@@ -1,0 +1,433 @@
+#!/usr/bin/env bash
+# Benchmarks meshmart on loopback and writes docs/benchmarks.md.
+#
+# Builds the release binaries, then in one run on this machine:
+#   - binary sizes, and start-to-SERVING times (loadgen startup, 5 starts per service);
+#   - starts echo (the raw tonic baseline on the same runtime), inventory and catalog,
+#     pinned to one CPU, with the load generator pinned to another;
+#   - resident memory idle, GetProduct and Echo closed loop at the same concurrencies,
+#     both open loop at one fixed rate, the default mix, CPU time and context switches
+#     per call of every service, peak memory under load;
+#   - a CPU profile of catalog and inventory under load, when perf is installed;
+#   - docs/benchmarks.md with the machine, versions, exact commands, tables and targets.
+# Takes about 2.5 minutes after the build. Traffic goes to 127.0.0.1 only; every run is
+# bounded in time. Not part of the test command (timings belong in a report, not a test).
+#
+# Settings (environment): BENCH_DURATION (10s), BENCH_WARMUP (2s),
+# BENCH_CONCURRENCY ("1 16 64"), BENCH_RATE (2000 calls/s, open loop),
+# BENCH_PORT_BASE (51050: echo, +1 catalog, +2 inventory, +10.. start-up runs; metrics +100),
+# BENCH_SERVICE_CPUS (1), BENCH_LOADGEN_CPUS (0), BENCH_PIN (1; 0 lets every process use
+# every CPU), BENCH_PROFILE (1 when perf is installed), BENCH_OUT (docs/benchmarks.md).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+DURATION="${BENCH_DURATION:-10s}"
+WARMUP="${BENCH_WARMUP:-2s}"
+LEVELS="${BENCH_CONCURRENCY:-1 16 64}"
+RATE="${BENCH_RATE:-2000}"
+PORT_BASE="${BENCH_PORT_BASE:-51050}"
+SERVICE_CPUS="${BENCH_SERVICE_CPUS:-1}"
+LOADGEN_CPUS="${BENCH_LOADGEN_CPUS:-0}"
+PIN="${BENCH_PIN:-1}"
+OUT="${BENCH_OUT:-docs/benchmarks.md}"
+PROFILE="${BENCH_PROFILE:-1}"
+BIN="target/release"
+CLK_TCK="$(getconf CLK_TCK)"
+
+for tool in jq awk cargo; do
+  command -v "$tool" >/dev/null || { echo "bench: needs $tool (apt-get install $tool)" >&2; exit 2; }
+done
+if [[ "$PIN" == 1 ]] && { ! command -v taskset >/dev/null || [[ "$(nproc)" -lt 2 ]]; }; then
+  echo "bench: taskset or a second CPU is missing; running unpinned" >&2
+  PIN=0
+fi
+if [[ "$PROFILE" == 1 ]] && ! command -v perf >/dev/null; then
+  PROFILE=0
+fi
+
+WORK="$(mktemp -d -t meshmart-bench.XXXXXX)"
+PIDS=()
+cleanup() {
+  # Only the services this script started, by pid.
+  for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+COMMANDS=()
+# Runs a command and remembers it, as written, for the report.
+run() {
+  COMMANDS+=("$(printf '%q ' "$@")")
+  "$@"
+}
+pin() { # pin CPUS CMD...: CMD on CPUS, when pinning
+  local cpus="$1"; shift
+  if [[ "$PIN" == 1 ]]; then taskset -c "$cpus" "$@"; else "$@"; fi
+}
+pin_words() { [[ "$PIN" == 1 ]] && printf 'taskset -c %s ' "$1"; return 0; }
+
+status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'; }
+
+started_at="$(date +%s)"
+echo "bench: building release binaries" >&2
+build_start="$(date +%s)"
+run cargo build --release --locked -p catalog -p inventory -p echo -p loadgen
+build_secs=$(( $(date +%s) - build_start ))
+measure_start="$(date +%s)"
+
+# --- binary sizes ---------------------------------------------------------------------
+declare -A SIZE STRIPPED
+for svc in echo catalog inventory loadgen; do
+  SIZE[$svc]="$(stat -c %s "$BIN/$svc")"
+  strip -o "$WORK/$svc.stripped" "$BIN/$svc" 2>/dev/null && STRIPPED[$svc]="$(stat -c %s "$WORK/$svc.stripped")" || STRIPPED[$svc]=""
+done
+debug_info="symbols kept"
+command -v file >/dev/null && debug_info="$(file -L "$BIN/catalog" | grep -o 'not stripped\|stripped' | head -1 || true)"
+
+# --- services -------------------------------------------------------------------------
+declare -A PORT HEALTH
+PORT[echo]=$PORT_BASE; PORT[catalog]=$((PORT_BASE + 1)); PORT[inventory]=$((PORT_BASE + 2))
+HEALTH[echo]=meshmart.echo.v1.EchoService
+HEALTH[catalog]=meshmart.catalog.v1.CatalogService
+HEALTH[inventory]=meshmart.inventory.v1.InventoryService
+export RUST_LOG="${RUST_LOG:-info}" LOG_FORMAT=json
+
+# --- start-up: spawn to SERVING, first on an empty data dir, then restarts --------------
+echo "bench: timing start-up" >&2
+for svc in echo inventory catalog; do
+  port=$((PORT[$svc] + 10))
+  run env GRPC_ADDR="127.0.0.1:$port" METRICS_ADDR="127.0.0.1:$((port + 100))" \
+    DATA_DIR="$WORK/startup-$svc" INVENTORY_ADDR="http://127.0.0.1:$((PORT[inventory] + 10))" \
+    "$BIN/loadgen" startup --runs 5 --json --target "http://127.0.0.1:$port" \
+    --service "${HEALTH[$svc]}" -- "$BIN/$svc" > "$WORK/startup-$svc.json"
+done
+
+echo "bench: starting the services" >&2
+declare -A PID
+start_service() {
+  local svc="$1"
+  local cmd=(env GRPC_ADDR="127.0.0.1:${PORT[$svc]}" METRICS_ADDR="127.0.0.1:$((PORT[$svc] + 100))"
+    DATA_DIR="$WORK/data" INVENTORY_ADDR="http://127.0.0.1:${PORT[inventory]}" "$BIN/$svc")
+  [[ "$PIN" == 1 ]] && cmd=(taskset -c "$SERVICE_CPUS" "${cmd[@]}")
+  COMMANDS+=("$(printf '%q ' "${cmd[@]}")&")
+  # taskset and env exec the service, so $! is the service's own pid.
+  "${cmd[@]}" > "$WORK/$svc.log" 2>&1 &
+  PID[$svc]=$!
+  PIDS+=("$!")
+}
+start_service inventory
+start_service catalog
+start_service echo
+TARGETS=(--target-catalog "http://127.0.0.1:${PORT[catalog]}" --target-echo "http://127.0.0.1:${PORT[echo]}")
+run "$BIN/loadgen" wait "${TARGETS[@]}" --mix get-product,echo --wait-timeout 30s 2>> "$WORK/loadgen.log"
+sleep 2
+declare -A IDLE_RSS IDLE_ANON IDLE_FILE
+for svc in echo catalog inventory; do
+  IDLE_RSS[$svc]="$(status_kib "${PID[$svc]}" VmRSS)"
+  IDLE_ANON[$svc]="$(status_kib "${PID[$svc]}" RssAnon)"
+  IDLE_FILE[$svc]="$(status_kib "${PID[$svc]}" RssFile)"
+done
+
+# --- load -----------------------------------------------------------------------------
+# load NAME SERVICES -- LOADGEN-ARGS: one loadgen run, with CPU time and context switches
+# of SERVICES over the run, into $WORK/NAME.json.
+load() {
+  local name="$1" services="$2"; shift 3
+  local svc before_cpu=() before_ctx=()
+  for svc in $services; do before_cpu+=("$(cpu_ticks "${PID[$svc]}")"); before_ctx+=("$(ctx_switches "${PID[$svc]}")"); done
+  echo "bench: $name" >&2
+  COMMANDS+=("$(pin_words "$LOADGEN_CPUS")$(printf '%q ' "$BIN/loadgen" "$@")")
+  pin "$LOADGEN_CPUS" "$BIN/loadgen" "$@" --json > "$WORK/$name.load.json" 2>> "$WORK/loadgen.log"
+  local i=0 extra='{}'
+  for svc in $services; do
+    local cpu=$(( $(cpu_ticks "${PID[$svc]}") - before_cpu[i] ))
+    local ctx=$(( $(ctx_switches "${PID[$svc]}") - before_ctx[i] ))
+    extra="$(jq -c --arg s "$svc" --argjson cpu "$cpu" --argjson ctx "$ctx" --argjson tck "$CLK_TCK" \
+      '.[$s] = {cpu_secs: ($cpu / $tck), ctx_switches: $ctx}' <<<"$extra")"
+    i=$((i + 1))
+  done
+  jq -c --argjson services "$extra" '. + {services: $services}' "$WORK/$name.load.json" > "$WORK/$name.json"
+}
+
+COMMON=("${TARGETS[@]}" --duration "$DURATION" --warmup "$WARMUP" --wait-timeout 30s)
+for c in $LEVELS; do
+  # Interleaved, so that anything else the machine does hits both alike.
+  load "echo-c$c" "echo" -- "${COMMON[@]}" --mix echo --concurrency "$c"
+  load "get-c$c" "catalog inventory" -- "${COMMON[@]}" --mix get-product --concurrency "$c"
+done
+declare -A LOAD_RSS
+for svc in echo catalog inventory; do LOAD_RSS[$svc]="$(status_kib "${PID[$svc]}" VmRSS)"; done
+load "echo-open" "echo" -- "${COMMON[@]}" --mix echo --rate "$RATE"
+load "get-open" "catalog inventory" -- "${COMMON[@]}" --mix get-product --rate "$RATE"
+load "mix-c16" "catalog inventory" -- "${COMMON[@]}" --mix get-product=3,list-products=1 --concurrency 16
+
+profile_ok=0
+if [[ "$PROFILE" == 1 ]]; then
+  echo "bench: profiling catalog and inventory under load" >&2
+  pin "$LOADGEN_CPUS" "$BIN/loadgen" "${TARGETS[@]}" --mix get-product --concurrency 16 --duration 7s \
+    > /dev/null 2>> "$WORK/loadgen.log" &
+  loadgen_pid=$!
+  sleep 1.5
+  for svc in catalog inventory; do
+    perf record -q -F 999 -o "$WORK/$svc.perf" -p "${PID[$svc]}" -- sleep 2 > /dev/null 2>&1 || true
+  done
+  wait "$loadgen_pid" || true
+  [[ -s "$WORK/catalog.perf" && -s "$WORK/inventory.perf" ]] && profile_ok=1
+fi
+
+declare -A PEAK_RSS PEAK_ANON
+for svc in echo catalog inventory; do
+  PEAK_RSS[$svc]="$(status_kib "${PID[$svc]}" VmHWM)"
+  PEAK_ANON[$svc]="$(status_kib "${PID[$svc]}" RssAnon)"
+done
+
+# Stop the services as Kubernetes would, and check that each drains and exits cleanly.
+declare -A EXIT
+for svc in catalog echo inventory; do kill -TERM "${PID[$svc]}"; done
+for svc in catalog echo inventory; do
+  if wait "${PID[$svc]}"; then EXIT[$svc]=0; else EXIT[$svc]=$?; fi
+done
+PIDS=()
+measure_secs=$(( $(date +%s) - measure_start ))
+
+# --- report ---------------------------------------------------------------------------
+j() { jq -r "$2" "$WORK/$1.json"; }
+ms() { awk -v us="$1" 'BEGIN { printf "%.3f", us / 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+size_mib() { [[ -n "$1" ]] && awk -v b="$1" 'BEGIN { printf "%.1f", b / 1048576 }' || echo "n/a"; }
+per_call_us() { awk -v s="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.0f", s * 1e6 / n; else print "n/a" }'; }
+per_call() { awk -v s="$1" -v n="$2" 'BEGIN { if (n > 0) printf "%.1f", s / n; else print "n/a" }'; }
+util() { awk -v s="$1" -v t="$2" 'BEGIN { if (t > 0) printf "%.0f%%", 100 * s / t; else print "n/a" }'; }
+met() { awk -v v="$1" -v t="$2" -v dir="$3" 'BEGIN { ok = (dir == "min") ? v >= t : v <= t; print ok ? "met" : "**missed**" }'; }
+version() { awk -v n="$1" '$0 == "name = \"" n "\"" { getline; gsub(/"/, "", $3); print $3; exit }' Cargo.lock; }
+
+model="$(lscpu | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2; exit }')"
+cpus="$(nproc)"
+kernel="$(uname -sr)"
+memory="$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
+loadavg="$(cut -d' ' -f1-3 /proc/loadavg)"
+commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+dirty="$( [[ -n "$(git status --porcelain 2>/dev/null)" ]] && echo " (with uncommitted changes)" || true)"
+placement="services on CPU $SERVICE_CPUS, load generator on CPU $LOADGEN_CPUS (\`taskset\`)"
+[[ "$PIN" == 1 ]] || placement="not pinned: services and load generator share all $cpus CPUs"
+
+mkdir -p "$(dirname "$OUT")"
+{
+cat <<EOF
+# Benchmarks
+
+Generated by \`scripts/bench.sh\` on $(date -u +%Y-%m-%d) at commit \`$commit\`$dirty. Do not edit by hand:
+run the script again. Every figure below comes from that one run, on one machine, over loopback.
+
+## What is measured
+
+- **echo** is the raw tonic baseline: \`meshmart.echo.v1.EchoService/Echo\` (\`bench/echo\`) served by the
+  same \`ServiceHost\` and \`runtime::main\` as every meshmart service (the same layers, health,
+  reflection, metrics, telemetry and drain), doing no work of its own. The ratios below therefore
+  isolate what the catalog does on top: a SQLite read, and the \`BatchGetStock\` fan-out to inventory
+  (which does its own SQLite read).
+- **GetProduct** is \`CatalogService/GetProduct\` of a random demo product, answered with live stock.
+- The load generator is \`bench/loadgen\`: closed loop (N callers, each waiting for its last reply) and
+  open loop (a fixed rate; latency counts from each call's due time, so queueing is not hidden),
+  HdrHistogram latencies, errors by gRPC code. Echo sends a 64-byte message each way; a GetProduct
+  request is about 25 bytes and its reply about 130.
+- Placement: $placement. Catalog and inventory share their one CPU; echo has it to itself. The load
+  generator's CPU is the same in both, so where the load generator is the bottleneck (see *CPU busy*),
+  the echo figures are lower than what echo could do, and the ratios flatter the catalog.
+- Each closed-loop run: $WARMUP warm-up, then $DURATION measured. Services log JSON at \`RUST_LOG=$RUST_LOG\`,
+  as in the cluster.
+
+## Machine and versions
+
+| | |
+|---|---|
+| CPU | $model, $cpus CPUs |
+| memory | $memory |
+| kernel | $kernel |
+| load average at the end | $loadavg (other work on the machine shows here) |
+| rustc | $(rustc -V) |
+| tonic / hyper / h2 / tokio / sqlx | $(version tonic) / $(version hyper) / $(version h2) / $(version tokio) / $(version sqlx) |
+| release profile | the workspace default (no LTO, 16 codegen units, symbols kept) |
+| build | ${build_secs}s (incremental when the binaries were already built); measuring: ${measure_secs}s |
+
+## GetProduct against the echo baseline, closed loop
+
+| callers | echo calls/s | echo p50 ms | echo p99 ms | GetProduct calls/s | GetProduct p50 ms | GetProduct p99 ms | **throughput ratio** | **p99 ratio** | errors (echo / GetProduct) |
+|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|
+EOF
+for c in $LEVELS; do
+  et="$(j "echo-c$c" .total.throughput)"; gt="$(j "get-c$c" .total.throughput)"
+  e99="$(j "echo-c$c" '.total.latency_us.p99')"; g99="$(j "get-c$c" '.total.latency_us.p99')"
+  echo "| $c | $et | $(ms "$(j "echo-c$c" '.total.latency_us.p50')") | $(ms "$e99") | $gt | $(ms "$(j "get-c$c" '.total.latency_us.p50')") | $(ms "$g99") | **$(ratio "$gt" "$et")x** | **$(ratio "$g99" "$e99")x** | $(j "echo-c$c" '.total.requests - .total.ok') / $(j "get-c$c" '.total.requests - .total.ok') |"
+done
+cat <<EOF
+
+Full latency distributions (ms):
+
+| run | requests | p50 | p90 | p99 | p99.9 | max |
+|---|---:|---:|---:|---:|---:|---:|
+EOF
+for c in $LEVELS; do
+  for run_name in "echo-c$c" "get-c$c"; do
+    echo "| $run_name | $(j "$run_name" .total.requests) | $(ms "$(j "$run_name" '.total.latency_us.p50')") | $(ms "$(j "$run_name" '.total.latency_us.p90')") | $(ms "$(j "$run_name" '.total.latency_us.p99')") | $(ms "$(j "$run_name" '.total.latency_us["p99.9"]')") | $(ms "$(j "$run_name" '.total.latency_us.max')") |"
+  done
+done
+cat <<EOF
+
+## Where the CPU goes, per call
+
+CPU time (user + system, from \`/proc/<pid>/stat\`) and context switches (every thread, from
+\`/proc/<pid>/task/*/status\`) of each service over a run, divided by the calls of that run.
+*CPU busy* is that CPU time over the run's length: near 100% means the services' CPU was the
+bottleneck; well below means the load generator was.
+
+| callers | echo CPU µs/call | catalog CPU µs/call | inventory CPU µs/call | GetProduct total µs/call | **CPU ratio** | echo CPU busy | catalog + inventory CPU busy | context switches/call: echo / catalog / inventory |
+|---:|---:|---:|---:|---:|---:|---:|---:|---|
+EOF
+for c in $LEVELS; do
+  en="$(j "echo-c$c" .total.requests)"; gn="$(j "get-c$c" .total.requests)"
+  ecpu="$(j "echo-c$c" .services.echo.cpu_secs)"; ccpu="$(j "get-c$c" .services.catalog.cpu_secs)"; icpu="$(j "get-c$c" .services.inventory.cpu_secs)"
+  gcpu="$(awk -v a="$ccpu" -v b="$icpu" 'BEGIN { print a + b }')"
+  eus="$(per_call_us "$ecpu" "$en")"; gus="$(per_call_us "$gcpu" "$gn")"
+  echo "| $c | $eus | $(per_call_us "$ccpu" "$gn") | $(per_call_us "$icpu" "$gn") | $gus | $(ratio "$eus" "$gus")x | $(util "$ecpu" "$(j "echo-c$c" .elapsed_secs)") | $(util "$gcpu" "$(j "get-c$c" .elapsed_secs)") | $(per_call "$(j "echo-c$c" .services.echo.ctx_switches)" "$en") / $(per_call "$(j "get-c$c" .services.catalog.ctx_switches)" "$gn") / $(per_call "$(j "get-c$c" .services.inventory.ctx_switches)" "$gn") |"
+done
+cat <<EOF
+
+The CPU ratio (echo's CPU per call over GetProduct's) is what the throughput ratio tends to once
+the services' CPU, not the load generator, is the bottleneck.
+
+## Open loop at $RATE calls/s
+
+Latency from each call's due time, so that a stall is charged to every call it delayed.
+
+| run | requests | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | late sends | errors |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|
+EOF
+for run_name in echo-open get-open; do
+  echo "| $run_name | $(j "$run_name" .total.requests) | $(ms "$(j "$run_name" '.total.latency_us.p50')") | $(ms "$(j "$run_name" '.total.latency_us.p90')") | $(ms "$(j "$run_name" '.total.latency_us.p99')") | $(ms "$(j "$run_name" '.total.latency_us["p99.9"]')") | $(ms "$(j "$run_name" '.total.latency_us.max')") | $(j "$run_name" .late_sends) | $(j "$run_name" '.total.requests - .total.ok') |"
+done
+cat <<EOF
+
+## The default mix, closed loop, 16 callers
+
+| scenario | requests | calls/s | p50 ms | p99 ms | errors |
+|---|---:|---:|---:|---:|---:|
+EOF
+jq -r '(.scenarios[], .total) | "| \(.name) | \(.requests) | \(.throughput) | \(.latency_us.p50 / 1000) | \(.latency_us.p99 / 1000) | \(.requests - .ok) |"' "$WORK/mix-c16.json"
+echo
+echo "\`place-order\` is pending: there is no orders service yet. It becomes a variant of \`Scenario\` in"
+echo "\`bench/loadgen/src/scenario.rs\` and its call in \`client.rs\` once there is."
+cat <<EOF
+
+## Footprint
+
+| service | binary MiB (as built / stripped) | start to SERVING ms: first (new database) / restart median / max | RSS idle MiB (anon + file) | RSS after the closed-loop runs MiB | peak RSS (VmHWM) MiB | exit on SIGTERM |
+|---|---:|---:|---:|---:|---:|---:|
+EOF
+for svc in echo catalog inventory; do
+  echo "| $svc | $(size_mib "${SIZE[$svc]}") / $(size_mib "${STRIPPED[$svc]}") | $(j "startup-$svc" .first_ms) / $(j "startup-$svc" .restart_median_ms) / $(j "startup-$svc" .max_ms) | $(mib "${IDLE_RSS[$svc]}") ($(mib "${IDLE_ANON[$svc]}") + $(mib "${IDLE_FILE[$svc]}")) | $(mib "${LOAD_RSS[$svc]}") | $(mib "${PEAK_RSS[$svc]}") | ${EXIT[$svc]} |"
+done
+echo "| loadgen | $(size_mib "${SIZE[loadgen]}") / $(size_mib "${STRIPPED[loadgen]}") | | | | | |"
+cat <<EOF
+
+- Binaries as \`cargo build --release\` leaves them ($debug_info); *stripped* is \`strip\` of a copy.
+- Start to SERVING: \`loadgen startup\` spawns the binary and polls \`grpc.health.v1.Health/Check\`: refused
+  connections are retried every 1 ms, and once the port is bound the check waits in the backlog and is
+  answered the moment the server runs, so the figure is late by at most ~1 ms and never early. The
+  first of 5 starts creates and seeds the SQLite database; the others reopen it. Not pinned.
+- RSS is \`VmRSS\` of \`/proc/<pid>/status\`; *anon* is heap and stacks, *file* is mapped pages of the
+  binary and libraries (shared, and reclaimable under memory pressure). Idle is 2 s after SERVING.
+  Peak is \`VmHWM\` at the end of every run, so it covers all the load above (up to $(echo "$LEVELS" | awk '{ print $NF }') callers).
+
+## Targets
+
+| target | measured | |
+|---|---|---|
+EOF
+for c in $LEVELS; do
+  gt="$(j "get-c$c" .total.throughput)"; et="$(j "echo-c$c" .total.throughput)"
+  tr="$(ratio "$gt" "$et")"; pr="$(ratio "$(j "get-c$c" '.total.latency_us.p99')" "$(j "echo-c$c" '.total.latency_us.p99')")"
+  echo "| GetProduct throughput ≥ 0.40x echo, $c callers | ${tr}x | $(met "$tr" 0.40 min) |"
+  echo "| GetProduct p99 ≤ 2x echo p99, $c callers | ${pr}x | $(met "$pr" 2 max) |"
+done
+for svc in echo catalog inventory; do
+  idle="$(mib "${IDLE_RSS[$svc]}")"; peak="$(mib "${PEAK_RSS[$svc]}")"; first="$(j "startup-$svc" .max_ms)"
+  echo "| $svc RSS idle ≤ 10 MiB | $idle MiB | $(met "$idle" 10 max) |"
+  echo "| $svc RSS under load ≤ 30 MiB | $peak MiB peak | $(met "$peak" 30 max) |"
+  echo "| $svc SERVING within 100 ms of start | $first ms, slowest of 5 | $(met "$first" 100 max) |"
+done
+
+if [[ "$profile_ok" == 1 ]]; then
+cat <<EOF
+
+## Profile: catalog and inventory under GetProduct load (16 callers)
+
+\`perf record -F 999 -p <pid> -- sleep 2\` of each service during a closed-loop GetProduct run, grouped by
+where the samples fall (a rough grouping by symbol name):
+
+| where | catalog | inventory |
+|---|---:|---:|
+EOF
+  categorize() {
+    perf report -i "$1" --no-children --sort dso,sym --stdio -g none 2>/dev/null | awk '
+      /^ +[0-9.]+%/ {
+        pct = $1; sub(/%/, "", pct); line = $0
+        if (line ~ /\[k\]/ && line ~ /finish_task_switch|schedule|futex|wake_up|switch_to|_raw_spin_unlock_irq|pick_next|enqueue|dequeue|update_curr|idle/) c = "kernel: thread sleeps and wake-ups (futex, scheduler)"
+        else if (line ~ /\[k\]/) c = "kernel: sockets, system calls, other"
+        else if (line ~ /sqlite|btree|pcache|[Vv]dbe|pager|Pager|walIndex|sqlite3/) c = "SQLite engine"
+        else if (line ~ /sqlx|flume/) c = "sqlx (pool, worker-thread channels, Any driver)"
+        else if (line ~ /h2::|hyper|tonic|prost|hpack|http::|bytes::/) c = "HTTP/2 and gRPC (h2, hyper, tonic, prost)"
+        else if (line ~ /tracing|opentelemetry|sharded_slab/) c = "tracing spans and OpenTelemetry"
+        else if (line ~ /libc\.so|ld-linux|malloc|free|memmove|memcpy/) c = "libc: allocator, memcpy"
+        else if (line ~ /tokio|mio|parking/) c = "tokio runtime"
+        else c = "other"
+        share[c] += pct
+      }
+      END { for (c in share) printf "%s\t%.1f\n", c, share[c] }'
+  }
+  categorize "$WORK/catalog.perf" | sort > "$WORK/catalog.cat"
+  categorize "$WORK/inventory.perf" | sort > "$WORK/inventory.cat"
+  join -t $'\t' -a1 -a2 -e 0 -o 0,1.2,2.2 "$WORK/catalog.cat" "$WORK/inventory.cat" \
+    | sort -t $'\t' -k2 -nr | awk -F'\t' '{ printf "| %s | %s%% | %s%% |\n", $1, $2, $3 }'
+  echo
+  echo "Samples by thread:"
+  echo
+  echo '```'
+  for svc in catalog inventory; do
+    echo "$svc:"
+    perf report -i "$WORK/$svc.perf" --no-children --sort comm --stdio -g none 2>/dev/null | awk '/^ +[0-9.]+%/ { print "  " $0 }'
+  done
+  echo '```'
+  echo
+  echo "Top symbols of catalog:"
+  echo
+  echo '```'
+  perf report -i "$WORK/catalog.perf" --no-children --sort dso,sym --stdio -g none 2>/dev/null \
+    | awk '/^ +[0-9.]+%/' | head -15 | cut -c1-150
+  echo '```'
+fi
+
+cat <<'EOF'
+
+## Commands
+
+Exactly what ran (`$WORK` is a fresh temporary directory; the services get `LOG_FORMAT=json`):
+
+```sh
+EOF
+printf '%s\n' "${COMMANDS[@]}" | sed "s|$WORK|\$WORK|g"
+cat <<'EOF'
+```
+
+Run it yourself with `scripts/bench.sh` (settings at the top of the script). The smoke run of the load
+generator, with no timing in it, is part of the tests: `cargo test -p loadgen`.
+EOF
+} > "$OUT"
+
+echo "bench: wrote $OUT in $(( $(date +%s) - started_at ))s (build ${build_secs}s, measuring ${measure_secs}s)" >&2
