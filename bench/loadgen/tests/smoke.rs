@@ -2,6 +2,9 @@
 //! hundred calls of every scenario, closed and open loop, all of which must succeed.
 //! Counts only: timing is what `scripts/bench.sh` is for, never a test assertion.
 
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::time::Duration;
 
 use meshmart::{
