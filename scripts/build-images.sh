@@ -3,6 +3,7 @@
 #
 #   scripts/build-images.sh                         every service, this machine's platform, loaded into Docker
 #   scripts/build-images.sh catalog                 one service
+#   scripts/build-images.sh loadgen                 the load generator (chart value loadgen.enabled)
 #   scripts/build-images.sh --all-platforms --push  linux/amd64 and linux/arm64, pushed to $REGISTRY
 #   scripts/build-images.sh --platform linux/arm64  another platform (built under QEMU emulation)
 #   scripts/build-images.sh --list                  print the image names, build nothing
@@ -19,7 +20,7 @@ TAG="${TAG:-$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$ROOT/
 DEFAULT_SERVICES=(catalog inventory)
 ALL_PLATFORMS="linux/amd64,linux/arm64"
 
-usage() { sed -n '2,12s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }
 
 platforms=""
 push=false
