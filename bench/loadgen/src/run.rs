@@ -25,6 +25,12 @@ use crate::{
 /// A call sent later than this after it was due counts as a late send.
 const LATE: Duration = Duration::from_millis(1);
 
+/// Open loop: tokio's timer fires on whole milliseconds, up to ~2 ms after the deadline.
+/// Counting latency from the due time (as it must be) would then charge that slop to the
+/// service. So a caller sleeps until this long before its due time and yields until then:
+/// sends land within microseconds of schedule, for a little CPU in the load generator.
+const SPIN: Duration = Duration::from_millis(2);
+
 /// Callers record into one of this many locked [`Stats`], so that a run with thousands of
 /// callers does not hold thousands of histograms (each is about 140 KiB), while callers
 /// rarely meet on a lock.
@@ -212,7 +218,19 @@ async fn run(
     for task in tasks {
         task.await.map_err(|e| Error::Caller(e.to_string()))?;
     }
-    let elapsed = Instant::now().saturating_duration_since(measure_start);
+    let ran = Instant::now().saturating_duration_since(measure_start);
+    // A run that went its full length is as long as it was planned: an open-loop schedule
+    // ends with its last call due before the end, which may return well before it, and
+    // the rate must not read higher than the one asked for. A run cut short (stopped, or
+    // out of requests) is as long as it ran.
+    let cut_short = *stop.borrow()
+        || shared
+            .max_requests
+            .is_some_and(|max| shared.begun.load(Ordering::Relaxed) >= max);
+    let elapsed = match plan.duration {
+        Some(planned) if !cut_short => ran.max(planned),
+        _ => ran,
+    };
 
     let mut stats = Stats::new()?;
     for shard in &shared.shards {
@@ -270,9 +288,15 @@ async fn open_caller(
         if measured && !shared.take_budget() {
             break;
         }
-        tokio::select! {
-            () = tokio::time::sleep_until(due) => {}
-            Ok(()) = stop.changed() => break,
+        if let Some(wake) = due.checked_sub(SPIN).filter(|wake| *wake > Instant::now()) {
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                Ok(()) = stop.changed() => break,
+            }
+        }
+        // Bounded: at most SPIN (plus scheduling delays) of yielding.
+        while Instant::now() < due {
+            tokio::task::yield_now().await;
         }
         let late = Instant::now().saturating_duration_since(due) > LATE;
         let scenario = shared.mix.pick(&mut rng);

@@ -30,8 +30,8 @@ pub struct StartupOptions {
     pub json: bool,
 }
 
-pub const USAGE: &str = "\
-  loadgen startup [--runs N] [--timeout D] [--service NAME] [--json] --target URL -- PROGRAM [ARGS...]
+// No line continuation on the first line: it would eat the indent.
+pub const USAGE: &str = "  loadgen startup [--runs N] [--timeout D] [--service NAME] [--json] --target URL -- PROGRAM [ARGS...]
       start PROGRAM N times (default 5), one after another, and time each from spawn to
       SERVING at URL; the first run of a service on an empty DATA_DIR includes creating
       its database.
