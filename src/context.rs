@@ -6,9 +6,12 @@
 //! and every client injects it ([`ClientContextLayer`]):
 //! - `grpc-timeout` becomes a deadline; downstream calls get the time that is left, so a
 //!   caller that gave up is not served by work that continues below it;
-//! - W3C `traceparent`/`tracestate` go through OpenTelemetry, so the server span is the
-//!   parent of the client calls;
-//! - the headers Istio's Envoy uses to join spans (`x-request-id`, B3) are forwarded as they are.
+//! - the trace headers are forwarded as they came (W3C `traceparent`/`tracestate`, and the
+//!   `x-request-id` and B3 headers Istio's Envoy joins spans by), which is all the mesh
+//!   needs to stitch its sidecars' spans into one trace;
+//! - when this service exports its own spans (OpenTelemetry is on), `traceparent` is
+//!   replaced by the current span's, so the service's spans sit between the caller's and
+//!   the callee's.
 
 use std::{
     future::Future,
@@ -28,6 +31,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 /// Headers forwarded unchanged from an incoming call to every outgoing one, as Istio asks
 /// of applications so that Envoy's spans join one trace.
 const FORWARDED_HEADERS: &[&str] = &[
+    "traceparent",
+    "tracestate",
     "x-request-id",
     "x-b3-traceid",
     "x-b3-spanid",
@@ -253,6 +258,7 @@ where
         if let Some(context) = CallContext::current() {
             context.inject(request.headers_mut());
         }
+        // Writes nothing unless OpenTelemetry is on and the current span is recorded.
         let trace = tracing::Span::current().context();
         opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.inject_context(&trace, &mut HeaderInjector(request.headers_mut()));

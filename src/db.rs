@@ -70,6 +70,10 @@ async fn pool(url: &str, config: &DatabaseConfig) -> Result<AnyPool, sqlx::Error
     let sqlite = config.backend() == "sqlite";
     AnyPoolOptions::new()
         .max_connections(config.max_connections)
+        // No ping on every checkout: it doubled the round trips to SQLite's connection
+        // thread (docs/benchmarks.md). A broken connection shows as an I/O error on use,
+        // which is answered as UNAVAILABLE, and the pool replaces it.
+        .test_before_acquire(false)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if sqlite {

@@ -2,10 +2,11 @@
 //!
 //! - Logs: JSON lines when stdout is not a terminal (what a cluster's log pipeline wants),
 //!   text on a terminal; `RUST_LOG` filters; `LOG_FORMAT` overrides the choice.
-//! - Traces: spans go through OpenTelemetry, always, so that trace context flows from every
-//!   incoming call to every outgoing one. They are exported over OTLP/gRPC only when
-//!   `OTEL_EXPORTER_OTLP_ENDPOINT` is set; the SDK reads the other standard variables
-//!   (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER`, ...).
+//! - Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` is set, spans go through OpenTelemetry and
+//!   are exported over OTLP/gRPC, and each outgoing call carries the current span as its
+//!   parent; the SDK reads the other standard variables (`OTEL_RESOURCE_ATTRIBUTES`,
+//!   `OTEL_TRACES_SAMPLER`, ...). Without it, trace headers are forwarded as they came
+//!   (see `context.rs`), so the mesh's own spans still join into one trace.
 
 use std::io::IsTerminal;
 
@@ -23,12 +24,12 @@ use crate::{
 /// Flushes and stops trace export when dropped, so the last spans are not lost on exit.
 #[derive(Debug)]
 pub struct TelemetryGuard {
-    provider: SdkTracerProvider,
+    provider: Option<SdkTracerProvider>,
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
-        if let Err(error) = self.provider.shutdown() {
+        if let Some(Err(error)) = self.provider.as_ref().map(SdkTracerProvider::shutdown) {
             // The subscriber may be gone by now; stderr is what is left.
             eprintln!("trace export did not shut down cleanly: {error}");
         }
@@ -39,26 +40,19 @@ impl Drop for TelemetryGuard {
 pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<TelemetryGuard> {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
 
-    let mut resource =
-        Resource::builder().with_attribute(KeyValue::new("service.version", version.to_owned()));
-    resource = resource.with_service_name(
-        config
-            .otel_service_name
-            .clone()
-            .unwrap_or_else(|| service.to_owned()),
-    );
-    let mut provider = SdkTracerProvider::builder().with_resource(resource.build());
-    if let Some(endpoint) = &config.otlp_endpoint {
-        use opentelemetry_otlp::WithExportConfig;
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(endpoint.clone())
-            .build()
-            .map_err(|e| Error::Telemetry(format!("OTLP exporter: {e}")))?;
-        provider = provider.with_batch_exporter(exporter);
-    }
-    let provider = provider.build();
-    let tracer = provider.tracer(service.to_owned());
+    // Spans go through OpenTelemetry only when they are exported: building them costs
+    // about 8% of a call (docs/benchmarks.md), and without an exporter the trace headers
+    // are forwarded as they came, which is all the mesh needs.
+    let provider = match &config.otlp_endpoint {
+        Some(endpoint) => Some(tracer_provider(service, version, config, endpoint)?),
+        None => None,
+    };
+    let spans = provider.as_ref().map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer(service.to_owned()))
+            // RUST_LOG filters the logs only: a quiet service still records its spans.
+            .with_filter(LevelFilter::INFO)
+    });
 
     let terminal = std::io::stdout().is_terminal();
     let json = match config.log_format {
@@ -77,17 +71,11 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
         tracing_subscriber::fmt::layer().with_ansi(terminal).boxed()
     };
 
-    // RUST_LOG filters the logs only: spans for traces are kept at INFO whatever the log
-    // level, or a quiet service would stop propagating trace context.
     let log_filter =
         EnvFilter::try_new(&config.log_filter).map_err(|e| Error::Telemetry(e.to_string()))?;
     tracing_subscriber::registry()
         .with(logs.with_filter(log_filter))
-        .with(
-            tracing_opentelemetry::layer()
-                .with_tracer(tracer)
-                .with_filter(LevelFilter::INFO),
-        )
+        .with(spans)
         .try_init()
         .map_err(|e| Error::Telemetry(e.to_string()))?;
 
@@ -95,4 +83,31 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
         tracing::info!(%endpoint, "exporting traces over otlp");
     }
     Ok(TelemetryGuard { provider })
+}
+
+fn tracer_provider(
+    service: &str,
+    version: &str,
+    config: &TelemetryConfig,
+    endpoint: &str,
+) -> Result<SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig;
+    let resource = Resource::builder()
+        .with_attribute(KeyValue::new("service.version", version.to_owned()))
+        .with_service_name(
+            config
+                .otel_service_name
+                .clone()
+                .unwrap_or_else(|| service.to_owned()),
+        )
+        .build();
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.to_owned())
+        .build()
+        .map_err(|e| Error::Telemetry(format!("OTLP exporter: {e}")))?;
+    Ok(SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_batch_exporter(exporter)
+        .build())
 }

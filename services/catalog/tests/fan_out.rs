@@ -1,5 +1,5 @@
 //! What the catalog sends to inventory: one batched call per request, carrying the
-//! caller's deadline and request id, and nothing that belongs to the caller's hop.
+//! caller's deadline and trace headers, and nothing that belongs to the caller's hop.
 
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -71,7 +71,7 @@ async fn one_batched_stock_call_per_request() {
 }
 
 #[tokio::test]
-async fn deadline_and_request_id_go_downstream() {
+async fn deadline_and_trace_headers_go_downstream() {
     let fake = FakeInventory::default();
     let (mut shop, inventory) = shop_with_fake(fake.clone(), "deadline").await;
 
@@ -82,6 +82,10 @@ async fn deadline_and_request_id_go_downstream() {
     request
         .metadata_mut()
         .insert("x-request-id", "req-7".parse().unwrap());
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    request
+        .metadata_mut()
+        .insert("traceparent", traceparent.parse().unwrap());
     request
         .metadata_mut()
         .insert("authorization", "Bearer caller-token".parse().unwrap());
@@ -103,6 +107,8 @@ async fn deadline_and_request_id_go_downstream() {
         "{timeout:?}"
     );
     assert_eq!(with_deadline.get("x-request-id").unwrap(), "req-7");
+    // No spans of its own are exported here, so the trace context goes on as it came.
+    assert_eq!(with_deadline.get("traceparent").unwrap(), traceparent);
     assert!(with_deadline.get("authorization").is_none());
     assert!(recorded.metadata[1].get("grpc-timeout").is_none());
     drop(recorded);

@@ -1,5 +1,6 @@
-//! W3C trace context flows from the caller through the catalog to inventory: the
-//! inventory call belongs to the caller's trace, as a child of the catalog's span.
+//! With trace export on, the catalog's own span sits in the caller's trace: the inventory
+//! call carries the caller's trace id and the catalog's span as its parent. (Without
+//! export, the headers are forwarded as they came: see fan_out.rs.)
 
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -14,16 +15,21 @@ use meshmart::{
 use support::fake_inventory::FakeInventory;
 use tonic::Request;
 
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn traceparent_reaches_inventory_in_the_same_trace() {
-    // Telemetry as every service sets it up, without an exporter. One per test binary.
-    let _telemetry = meshmart::telemetry::init(
+    // Telemetry as every service sets it up, exporting to a collector that is not there
+    // (export is not the point here: tests/otlp_export.rs in the root package shows it).
+    let nowhere = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let telemetry = meshmart::telemetry::init(
         "catalog",
         "v1",
         &TelemetryConfig {
             log_format: LogFormat::Text,
             log_filter: "warn".into(),
-            otlp_endpoint: None,
+            otlp_endpoint: Some(format!("http://{nowhere}")),
             otel_service_name: None,
         },
     )
@@ -67,4 +73,8 @@ async fn traceparent_reaches_inventory_in_the_same_trace() {
     drop(recorded);
     shop.stop().await;
     inventory.stop().await.unwrap();
+    // Shutting the exporter down blocks; keep it off the runtime's workers.
+    tokio::task::spawn_blocking(move || drop(telemetry))
+        .await
+        .unwrap();
 }
