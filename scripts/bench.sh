@@ -194,11 +194,10 @@ if [[ "$PROFILE" == 1 ]]; then
   [[ -s "$WORK/catalog.perf" && -s "$WORK/inventory.perf" ]] && profile_ok=1
 fi
 
-declare -A PEAK_RSS PEAK_ANON
+declare -A PEAK_RSS
 for svc in echo catalog inventory; do
   # VmHWM is updated lazily and can trail a VmRSS read earlier; the peak is the larger.
   PEAK_RSS[$svc]="$(printf '%s\n' "$(status_kib "${PID[$svc]}" VmHWM)" "$(status_kib "${PID[$svc]}" VmRSS)" "${LOAD_RSS[$svc]}" | sort -n | tail -1)"
-  PEAK_ANON[$svc]="$(status_kib "${PID[$svc]}" RssAnon)"
 done
 
 # Stop the services as Kubernetes would, and check that each drains and exits cleanly.
