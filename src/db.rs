@@ -132,6 +132,15 @@ pub fn is_unique_violation(error: &sqlx::Error) -> bool {
     matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// Whether `table` has no rows yet: a new database, which a service may seed with the demo
+/// data. `table` is a name from the service's own migrations, never from a request.
+pub async fn is_empty(pool: &AnyPool, table: &str) -> Result<bool, sqlx::Error> {
+    let (rows,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
+        .fetch_one(pool)
+        .await?;
+    Ok(rows == 0)
+}
+
 /// Milliseconds since the Unix epoch, as stored in `*_time_ms` columns.
 pub fn now_millis() -> i64 {
     let now = std::time::SystemTime::now()

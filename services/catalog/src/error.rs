@@ -25,26 +25,8 @@ impl From<Error> for Status {
     fn from(error: Error) -> Self {
         let message = error.to_string();
         match error {
-            Error::NotFound(id) => Status::with_error_details(
-                Code::NotFound,
-                message,
-                ErrorDetails::with_resource_info(
-                    "meshmart.catalog.v1.Product",
-                    format!("products/{id}"),
-                    "",
-                    "",
-                ),
-            ),
-            Error::AlreadyExists(id) => Status::with_error_details(
-                Code::AlreadyExists,
-                message,
-                ErrorDetails::with_resource_info(
-                    "meshmart.catalog.v1.Product",
-                    format!("products/{id}"),
-                    "",
-                    "",
-                ),
-            ),
+            Error::NotFound(id) => product_status(Code::NotFound, message, &id),
+            Error::AlreadyExists(id) => product_status(Code::AlreadyExists, message, &id),
             Error::KeyReused(_) => Status::already_exists(message),
             // Codes that say "try again" keep their meaning, so the mesh can retry this
             // call; anything else from below is this service's failure, not the caller's.
@@ -61,4 +43,15 @@ impl From<Error> for Status {
             Error::Database(error) => meshmart::db::status(&error),
         }
     }
+}
+
+/// A status about one product, with a ResourceInfo naming it.
+fn product_status(code: Code, message: String, id: &str) -> Status {
+    let resource = ErrorDetails::with_resource_info(
+        "meshmart.catalog.v1.Product",
+        format!("products/{id}"),
+        "",
+        "",
+    );
+    Status::with_error_details(code, message, resource)
 }

@@ -94,10 +94,7 @@ impl Store {
     }
 
     async fn seed(&self) -> Result<(), sqlx::Error> {
-        let (count,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM stock")
-            .fetch_one(&self.pool)
-            .await?;
-        if count > 0 {
+        if !meshmart::db::is_empty(&self.pool, "stock").await? {
             return Ok(());
         }
         let now = now_millis();
