@@ -127,11 +127,6 @@ pub fn status(error: &sqlx::Error) -> tonic::Status {
     }
 }
 
-/// Whether a database error is a unique-key violation.
-pub fn is_unique_violation(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db) if db.is_unique_violation())
-}
-
 /// Whether `table` has no rows yet: a new database, which a service may seed with the demo
 /// data. `table` is a name from the service's own migrations, never from a request.
 pub async fn is_empty(pool: &AnyPool, table: &str) -> Result<bool, sqlx::Error> {
