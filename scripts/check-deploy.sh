@@ -11,15 +11,15 @@
 #   scripts/check-deploy.sh              everything
 #   scripts/check-deploy.sh -k crossref  pytest arguments pass through
 #
-# Needs the tools of scripts/install-tools.sh in .tools/ (or MESHMART_TOOLS), and the Istio
-# CRD schemas at ../shared/schemas/istio-crds.gen.yaml (or ISTIO_CRDS).
+# Needs the tools of scripts/install-tools.sh in .tools/ (or MESHMART_TOOLS). The Istio CRD
+# schemas are vendored in tests/deploy/schemas/ (ISTIO_CRDS points at another copy).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export MESHMART_TOOLS="${MESHMART_TOOLS:-$ROOT/.tools}"
 export PATH="$MESHMART_TOOLS/bin:$MESHMART_TOOLS/venv/bin:$PATH"
 export PYTHONDONTWRITEBYTECODE=1
-export ISTIO_CRDS="${ISTIO_CRDS:-$ROOT/../shared/schemas/istio-crds.gen.yaml}"
+export ISTIO_CRDS="${ISTIO_CRDS:-$ROOT/tests/deploy/schemas/istio-crds.gen.yaml}"
 PYTHON="$MESHMART_TOOLS/venv/bin/python"
 
 missing=()

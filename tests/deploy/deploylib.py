@@ -29,8 +29,10 @@ RELEASE = "meshmart"
 NAMESPACE = "meshmart"
 # The Kubernetes version whose schemas validate the core kinds (kind's and minikube's current).
 KUBE_VERSION = "1.35.0"
-# The Istio CRDs (Istio 1.30): beside the repository in CI, or wherever ISTIO_CRDS says.
-ISTIO_CRDS = Path(os.environ.get("ISTIO_CRDS", ROOT.parent / "shared" / "schemas" / "istio-crds.gen.yaml"))
+# The Istio CRDs (Istio 1.30), vendored in tests/deploy/schemas (see its README); ISTIO_CRDS
+# points the checks at another copy, to try a newer Istio before vendoring it.
+SCHEMAS = ROOT / "tests" / "deploy" / "schemas"
+ISTIO_CRDS = Path(os.environ.get("ISTIO_CRDS", SCHEMAS / "istio-crds.gen.yaml"))
 TOOLS = Path(os.environ.get("MESHMART_TOOLS", ROOT / ".tools"))
 
 # What the laptop deployment may request in all, sidecars included (the budget).

@@ -185,3 +185,13 @@ def test_strict_schemas_close_every_object():
 
 def test_every_target_is_checked():
     assert set(TARGETS) >= {"chart-default", "chart-external", "committed", "overlay-kind", "overlay-minikube"}
+
+
+def test_the_vendored_istio_crds_are_the_recorded_version():
+    """The vendored file is byte for byte what tests/deploy/schemas/refresh.sh fetched."""
+    import hashlib
+
+    recorded = dict(line.split(" ", 1) for line in (deploylib.SCHEMAS / "VERSION").read_text().splitlines())
+    actual = hashlib.sha256((deploylib.SCHEMAS / "istio-crds.gen.yaml").read_bytes()).hexdigest()
+    assert recorded["sha256"] == actual, "istio-crds.gen.yaml changed: re-vendor it with refresh.sh"
+    assert recorded["istio.io/api"].startswith("v1.30."), "the chart targets Istio 1.30"
