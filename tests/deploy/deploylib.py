@@ -405,13 +405,49 @@ def container_ports(workload: Doc) -> list[dict]:
 
 SAFE_RETRY_ON = {
     # Reads have no side effects: retry whenever the answer may be transient.
-    "reads": {"connect-failure", "refused-stream", "reset", "unavailable", "cancelled", "deadline-exceeded"},
-    # Writes are idempotent by request_id/reservation_id: the service contract makes UNAVAILABLE safe.
-    "writes": {"connect-failure", "refused-stream", "unavailable"},
+    "reads": {"connect-failure", "refused-stream", "reset", "unavailable"},
+    # Writes are idempotent by request_id/reservation_id: the service contract makes UNAVAILABLE
+    # safe, and a reset (or a per-try timeout, which Envoy retries as a reset) too.
+    "writes": {"connect-failure", "refused-stream", "reset", "unavailable"},
     # Anything else only when the request never reached the service.
     "other": {"connect-failure", "refused-stream"},
     "reflection": {"connect-failure", "refused-stream"},
 }
+
+# Retried by no route, whatever its class: another try cannot help, it only adds load. Retries
+# happen at one layer, the hop next to the failure; a service passes these on as they are.
+NEVER_RETRY_ON = {
+    "cancelled": "the caller has left",
+    "deadline-exceeded": "the caller's time is gone",
+}
+
+# The retryOn conditions under which Envoy retries a try that its perTryTimeout cut off. The
+# router resets a timed-out try and decides as for a reset (Filter::onPerTryTimeoutCommon calls
+# maybeRetryReset(LocalReset); RetryStateImpl::wouldRetryFromReset retries that for reset, 5xx
+# and gateway-error, while connect-failure and refused-stream need their own reset reasons).
+# The gRPC conditions (unavailable, cancelled, ...) match a grpc-status in response headers, and
+# a timed-out try has none. Envoy's docs say as much: router filter, x-envoy-retry-on ("5xx:
+# ... or does not respond at all (disconnect/reset/read timeout)"; "reset: ... does not respond
+# at all (disconnect/reset/read timeout)"; "gateway-error: similar to 5xx but ... 502, 503, or
+# 504") and x-envoy-retry-grpc-on ("the gRPC status code in the response headers"),
+# https://www.envoyproxy.io/docs/envoy/latest/configuration/http/http_filters/router_filter;
+# and a timeout of the whole route is never retried (the same page: "Envoy will not retry when
+# a request exceeds x-envoy-upstream-rq-timeout-ms ... Use x-envoy-upstream-rq-per-try-timeout-ms
+# if you want to retry when individual attempts take too long"). Istio passes HTTPRetry's
+# retryOn through as the route's retry_on.
+PER_TRY_TIMEOUT_RETRY_ON = {"reset", "5xx", "gateway-error"}
+# The classes whose tries may be sent again after a per-try timeout: the earlier try may have
+# reached the service and may still be running, which is safe only for a call without side
+# effects or an idempotent one. `other` routes have no perTryTimeout at all: with no condition
+# that retries it, it only fails the call before its timeout; with one, it re-sends a call that
+# is not known to be idempotent.
+PER_TRY_TIMEOUT_CLASSES = {"reads", "writes"}
+
+# What a route with no `retries` gets: Istio's default policy (pilot's route/retry package, unless
+# meshConfig.defaultHttpRetryPolicy says otherwise). It retries cancelled, so every route here
+# says what it retries, or `attempts: 0` to retry nothing.
+ISTIO_DEFAULT_ATTEMPTS = 2
+ISTIO_DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 
 
 def route_class(route: dict) -> str:
@@ -558,24 +594,44 @@ def crossref_errors(
                     errors.append(f"{where}: subset {subset!r} of {service.name} is defined by no DestinationRule")
             klass = route_class(route)
             retries = route.get("retries") or {}
+            attempts = retries.get("attempts", 0)
+            retry_on = set(filter(None, (retries.get("retryOn") or "").split(",")))
             if not klass:
                 errors.append(f"{where}: not named for a retry class (reads, writes, other)")
-            elif retries.get("attempts", 0) > 0:
-                retry_on = set(filter(None, (retries.get("retryOn") or "").split(",")))
+            if "retries" not in route:
+                errors.append(
+                    f"{where}: has no retries, so Istio's default policy applies ({ISTIO_DEFAULT_ATTEMPTS} retries"
+                    f" on {ISTIO_DEFAULT_RETRY_ON}); `attempts: 0` retries nothing"
+                )
+            elif klass and attempts > 0:
                 if not retry_on:
                     errors.append(f"{where}: retries without retryOn fall back to Istio's defaults")
-                unsafe = retry_on - SAFE_RETRY_ON[klass]
+                for condition in sorted(retry_on & NEVER_RETRY_ON.keys()):
+                    errors.append(f"{where}: retryOn {condition}: {NEVER_RETRY_ON[condition]}, so no route retries it")
+                unsafe = retry_on - SAFE_RETRY_ON[klass] - NEVER_RETRY_ON.keys()
                 if unsafe:
                     errors.append(f"{where}: retryOn {sorted(unsafe)} is not safe for {klass}")
+            # Istio drops the whole policy, perTryTimeout included, when attempts is 0.
+            per_try = retries.get("perTryTimeout") if attempts > 0 else None
+            if per_try and klass and klass not in PER_TRY_TIMEOUT_CLASSES:
+                errors.append(
+                    f"{where}: perTryTimeout {per_try} on a route of class {klass} (not known to be idempotent):"
+                    " unless retryOn retries it, it only fails the call early, and if it does, a call that may"
+                    " have reached the service is sent again"
+                )
+            elif per_try and not (retry_on or set(ISTIO_DEFAULT_RETRY_ON.split(","))) & PER_TRY_TIMEOUT_RETRY_ON:
+                errors.append(
+                    f"{where}: perTryTimeout {per_try} is never retried (retryOn has none of"
+                    f" {', '.join(sorted(PER_TRY_TIMEOUT_RETRY_ON))}), so it only fails the call before its timeout"
+                )
+            # The route's timeout covers all its tries: attempts + 1 of them.
             if "timeout" not in route:
                 errors.append(f"{where}: has no timeout")
-            elif "perTryTimeout" in retries and retries.get("attempts", 0) > 0:
-                total = seconds(retries["perTryTimeout"]) * retries["attempts"]
-                if total > seconds(route["timeout"]):
-                    errors.append(
-                        f"{where}: {retries['attempts']} x {retries['perTryTimeout']}"
-                        f" exceeds timeout {route['timeout']}"
-                    )
+            elif per_try and seconds(per_try) * (attempts + 1) > seconds(route["timeout"]):
+                errors.append(
+                    f"{where}: {attempts + 1} tries (attempts {attempts} + 1) x perTryTimeout {per_try}"
+                    f" exceed timeout {route['timeout']}"
+                )
             if "mesh" in gateways and klass in ("reads", "writes"):
                 service = model.service_for_host((vs.spec.get("hosts") or [""])[0], vs.namespace)
                 if service is not None:
@@ -583,7 +639,7 @@ def crossref_errors(
                     slot[klass] = max(slot.get(klass, 0), seconds(route.get("timeout", "0s")))
                     slot[f"{klass}-try"] = min(
                         slot.get(f"{klass}-try", float("inf")),
-                        seconds(retries.get("perTryTimeout") or route.get("timeout", "0s")),
+                        seconds(per_try or route.get("timeout", "0s")),
                     )
 
     # AuthorizationPolicies: each principal is a ServiceAccount that a workload runs as (or an
@@ -627,8 +683,8 @@ def crossref_errors(
                 callee_timeout = max(timeouts[callee].get(k, 0) for k in callee_classes)
                 if try_budget is not None and try_budget <= callee_timeout:
                     errors.append(
-                        f"{caller} {klass}: perTryTimeout {try_budget}s does not outlast"
-                        f" {callee}'s route timeout {callee_timeout}s"
+                        f"{caller} {klass}: a try ({try_budget}s: its perTryTimeout, else its timeout) does not"
+                        f" outlast {callee}'s route timeout {callee_timeout}s"
                     )
     return errors
 

@@ -14,7 +14,7 @@ import jsonschema
 import pytest
 import render
 import yaml
-from conftest import CHART_VALUES, target
+from conftest import CHART_VALUES, INGRESS_PRINCIPAL, target
 from deploylib import CHART, ROOT
 
 
@@ -73,6 +73,9 @@ def test_values_schema_is_valid_and_describes_the_values():
         (["--set", "ingress.rateLimit.maxToken=5"], "maxToken"),
         (["--set", "mesh.mtlsMode=STRICKT"], "mtlsMode"),
         (["--set", "services.inventory.routes.reads.retryOn=unavailable\\,internal-error"], "retryOn"),
+        (["--set", "services.inventory.routes.reads.retryOn=unavailable\\,cancelled"], "retryOn"),
+        (["--set", "serviceDefaults.routes.writes.retryOn=deadline-exceeded"], "retryOn"),
+        (["--set", "serviceDefaults.routes.other.perTryTimeout=1s"], "perTryTimeout"),
         (["--set", "serviceDefaults.resources.requests.cpu=lots"], "cpu"),
     ],
 )
@@ -105,6 +108,32 @@ def test_a_misspelt_value_in_a_values_file_fails():
 def test_references_that_cannot_work_fail(sets, message):
     proc = deploylib.helm_template(sets=sets, check=False)
     assert proc.returncode != 0 and message in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize(
+    "sets,message",
+    [
+        # attempts counts retries: 3 tries of 2500ms do not fit catalog's 5s.
+        (["services.catalog.routes.reads.attempts=2"], "3 tries (attempts 2 + 1) x perTryTimeout 2500ms exceed"),
+        (["services.inventory.routes.writes.perTryTimeout=1s"], "perTryTimeout 1s is never retried"),
+    ],
+)
+def test_retry_values_the_checks_refuse(sets, message):
+    """Values the schema cannot judge (they need the whole rendering): the rendered documents
+    fail the cross-reference checks."""
+    docs = deploylib.split_stream(deploylib.helm_template(sets=sets).stdout, "helm")
+    errors = deploylib.crossref_errors(docs, external_principals=[INGRESS_PRINCIPAL])
+    assert any(message in e for e in errors), f"{sets}: expected {message!r} in {errors}"
+
+
+def test_attempts_zero_turns_retries_off():
+    """Istio drops the whole retry policy for attempts 0, so the chart renders nothing else."""
+    docs = deploylib.split_stream(
+        deploylib.helm_template(sets=["services.inventory.routes.reads.attempts=0"]).stdout, "helm"
+    )
+    vs = next(d for d in docs if d.kind == "VirtualService" and d.name == "inventory")
+    route = next(r for r in vs.spec["http"] if r["name"] == "inventory-reads")
+    assert route["retries"] == {"attempts": 0} and route["timeout"] == "2s"
 
 
 def test_disabling_a_default_works():

@@ -1,8 +1,8 @@
 """The documents fit together: every VirtualService host and destination is a Service,
 every subset is defined by a DestinationRule and selects pods, every AuthorizationPolicy
 principal is a ServiceAccount a workload runs as, Service ports are named for gRPC, probes
-hit the gRPC port, and retries are safe for the methods they retry. Each rule is shown to
-fire on a document broken for it."""
+hit the gRPC port, and retries are safe for the methods they retry and fit their timeouts.
+Each rule is shown to fire on a document broken for it."""
 
 from __future__ import annotations
 
@@ -137,11 +137,50 @@ BREAKAGES = {
         lambda b: _route(b, "inventory-other")["retries"].update(retryOn="connect-failure,unavailable"),
         "not safe for other",
     ),
+    # attempts counts retries: attempts 1 is 2 tries, and 2 x 1100ms is over the 2s timeout.
     "tries that overrun the timeout": (
         "VirtualService",
         "inventory",
-        lambda b: _route(b, "inventory-reads")["retries"].update(perTryTimeout="1s"),
-        "exceeds timeout",
+        lambda b: _route(b, "inventory-reads")["retries"].update(perTryTimeout="1100ms"),
+        "2 tries (attempts 1 + 1) x perTryTimeout 1100ms exceed timeout 2s",
+    ),
+    "retrying a read on CANCELLED": (
+        "VirtualService",
+        "inventory",
+        lambda b: _route(b, "inventory-reads")["retries"].update(retryOn="unavailable,cancelled"),
+        "retryOn cancelled: the caller has left",
+    ),
+    "retrying a read on DEADLINE_EXCEEDED": (
+        "VirtualService",
+        "meshmart-edge",
+        lambda b: _route(b, "catalog-reads")["retries"].update(retryOn="reset,deadline-exceeded"),
+        "retryOn deadline-exceeded: the caller's time is gone",
+    ),
+    "a route left to Istio's default retries": (
+        "VirtualService",
+        "inventory",
+        lambda b: _route(b, "inventory-other").pop("retries"),
+        "Istio's default policy applies",
+    ),
+    "a per-try timeout on an unclassified method": (
+        "VirtualService",
+        "inventory",
+        lambda b: _route(b, "inventory-other")["retries"].update(perTryTimeout="1s"),
+        "perTryTimeout 1s on a route of class other",
+    ),
+    "retrying an unclassified method after its per-try timeout": (
+        "VirtualService",
+        "meshmart-edge",
+        lambda b: _route(b, "catalog-other")["retries"].update(
+            perTryTimeout="1s", retryOn="connect-failure,refused-stream,reset"
+        ),
+        "perTryTimeout 1s on a route of class other",
+    ),
+    "a per-try timeout that nothing retries": (
+        "VirtualService",
+        "inventory",
+        lambda b: _route(b, "inventory-writes")["retries"].update(perTryTimeout="1s"),
+        "perTryTimeout 1s is never retried",
     ),
     "a caller's try shorter than the callee's route": (
         "VirtualService",

@@ -251,10 +251,15 @@ preceded by a route pinned to the canary for calls that carry the canary header.
           number: {{ $svc.port }}
     {{- end }}
   timeout: {{ $route.timeout }}
+  {{- /* attempts: 0 alone turns retries off (Istio drops the rest of the policy then). */}}
   retries:
     attempts: {{ $route.attempts }}
-    perTryTimeout: {{ $route.perTryTimeout }}
+    {{- if $route.attempts }}
+    {{- with $route.perTryTimeout }}
+    perTryTimeout: {{ . }}
+    {{- end }}
     retryOn: {{ $route.retryOn }}
+    {{- end }}
   {{- if and (not $edge) (or $svc.fault.delay.enabled $svc.fault.abort.enabled) }}
   fault:
     {{- if $svc.fault.delay.enabled }}
