@@ -3,10 +3,11 @@
 #   helm lint --strict and helm template (default and helm/meshmart/ci/*-values.yaml);
 #   every rendered and committed document validated strictly (kubernetes-validate --strict;
 #   Istio kinds against Istio's CRD schemas with unknown fields rejected; EnvoyFilter patches
-#   against Envoy's API); misspellings fed in to prove they fail; cross-references; the
-#   namespace's request budget; drift of k8s/ and istio/ from the chart; the linters
-#   (checkov, yamllint, shellcheck, hadolint); the configs we hand to Envoy, nats-server and
-#   PostgreSQL, checked by those programs. Tests that need a cluster are skipped.
+#   against Envoy's API); misspellings fed in to prove they fail; cross-references, retries
+#   among them (their tries multiplied along the calls); the namespace's request budget;
+#   drift of k8s/ and istio/ from the chart; the linters (checkov, yamllint, shellcheck,
+#   hadolint); the configs we hand to Envoy, nats-server and PostgreSQL, checked by those
+#   programs. Tests that need a cluster are skipped.
 #
 #   scripts/check-deploy.sh              everything
 #   scripts/check-deploy.sh -k crossref  pytest arguments pass through
@@ -42,6 +43,10 @@ echo "== $(helm version --short), kubectl $(kubectl version --client 2>/dev/null
 echo
 echo "== requests of the laptop deployment (k8s/overlays/kind, sidecars included)"
 "$PYTHON" tests/deploy/deploylib.py budget k8s/overlays/kind || echo "(over budget: test_budget.py fails below)"
+echo
+echo "== calls at each service per call at the edge, worst case (route tries multiplied along the allowed calls)"
+"$PYTHON" tests/deploy/deploylib.py amplification k8s/overlays/kind istio ||
+  echo "(over the bound: test_crossref.py fails below)"
 echo
 echo "== tests/deploy"
 # A throwaway PostgreSQL lets the init script and DATABASE_URLs be tried for real.

@@ -449,6 +449,18 @@ PER_TRY_TIMEOUT_CLASSES = {"reads", "writes"}
 ISTIO_DEFAULT_ATTEMPTS = 2
 ISTIO_DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes"
 
+# The most calls that one call at the edge may cause at any one service, retries included.
+MAX_CALLS_PER_EDGE_CALL = 4
+# The route classes a try of each class may call downstream (a read calls reads; a write may
+# call reads and writes, as for the timeouts below). Nothing is known about `other` methods, so
+# they may call anything; reflection is answered by the server itself.
+CALLABLE_CLASSES = {
+    "reads": ("reads",),
+    "writes": ("reads", "writes"),
+    "other": ("reads", "writes", "other"),
+    "reflection": (),
+}
+
 
 def route_class(route: dict) -> str:
     """The retry class a generated route is named for: <service>-<class>[-<version>-pinned]."""
@@ -457,6 +469,14 @@ def route_class(route: dict) -> str:
         return "reflection"
     match = re.fullmatch(r"[a-z0-9-]+?-(reads|writes|other)(-[a-z0-9]+-pinned)?", name)
     return match.group(1) if match else ""
+
+
+def route_tries(route: dict) -> int:
+    """How many times a route may send one call: Istio's `attempts` counts retries (Envoy's
+    num_retries), so attempts + 1; a route without `retries` gets Istio's default policy."""
+    if "retries" not in route:
+        return ISTIO_DEFAULT_ATTEMPTS + 1
+    return max((route["retries"] or {}).get("attempts", 0), 0) + 1
 
 
 def crossref_errors(
@@ -686,7 +706,158 @@ def crossref_errors(
                         f"{caller} {klass}: a try ({try_budget}s: its perTryTimeout, else its timeout) does not"
                         f" outlast {callee}'s route timeout {callee_timeout}s"
                     )
-    return errors
+
+    # Retries multiply along the calls: at most MAX_CALLS_PER_EDGE_CALL at any service.
+    rows, amplification_problems = edge_calls(docs, model)
+    return errors + amplification_problems + amplification_errors(rows)
+
+
+# --------------------------------------------------------------------------- retry amplification
+
+
+@dataclass
+class EdgeCalls:
+    """What one call at the edge on one route can cause: calls per service, retries included."""
+
+    route: str  # the edge route's name
+    calls: dict[str, int]
+
+
+def call_graph(docs: list[Doc], model: Model | None = None) -> dict[str, set[str]]:
+    """Service -> the Services it may call, from the AuthorizationPolicies. They model the calls
+    honestly for a worst case: the namespace denies by default, so every call a service makes is
+    one a policy allows (the mesh VirtualServices say how a call is routed, not who makes it).
+    Only callees with a mesh VirtualService count: PostgreSQL and NATS are TCP, not retried by
+    the mesh. Services are found through the workloads they select, on both ends."""
+    model = model or Model(docs)
+    routed = {
+        service.name
+        for vs in docs
+        if vs.kind == "VirtualService" and "mesh" in (vs.spec.get("gateways") or ["mesh"])
+        for host in vs.spec.get("hosts") or []
+        if (service := model.service_for_host(host, vs.namespace)) is not None
+    }
+    services_of: dict[int, set[str]] = {}
+    for service in model.services.values():
+        for pod in model.pods_of_service(service):
+            services_of.setdefault(id(pod), set()).add(service.name)
+    graph: dict[str, set[str]] = {}
+    for policy in (d for d in docs if d.kind == "AuthorizationPolicy" and d.spec.get("action", "ALLOW") == "ALLOW"):
+        selector = (policy.spec.get("selector") or {}).get("matchLabels") or {}
+        targets = [w for w in model.workloads if w.namespace == policy.namespace and selects(selector, pod_labels(w))]
+        callees = {name for t in targets for name in services_of.get(id(t), ()) if name in routed}
+        for rule in policy.spec.get("rules") or []:
+            for source in rule.get("from") or []:
+                for principal in (source.get("source") or {}).get("principals") or []:
+                    match = re.fullmatch(r"[^/]+/ns/([^/]+)/sa/([^/]+)", principal)
+                    if not match:
+                        continue
+                    for workload in model.workloads:
+                        if (workload.namespace, model.service_account_of(workload)) == match.groups():
+                            for caller in services_of.get(id(workload), ()):
+                                graph.setdefault(caller, set()).update(callees)
+    return graph
+
+
+def edge_calls(docs: list[Doc], model: Model | None = None) -> tuple[list[EdgeCalls], list[str]]:
+    """For one call at the edge, on each route of the VirtualServices bound to a gateway: the
+    worst-case number of calls it causes at each service. A route sends a call up to
+    route_tries times; each try at a service may call every service it may call (call_graph),
+    once, in the worst route class its own class may call (CALLABLE_CLASSES), whose tries
+    multiply in turn. Paths add up: a service reached along two paths gets the calls of both.
+    Every try counts, even one retried before it reached the service (connect-failure): a bound
+    need not be tight. It is a worst case in another way too: by the services' rule, a service
+    answers a downstream UNAVAILABLE (which the downstream's own route already retried) with
+    x-envoy-ratelimited set, which Envoy's router does not retry, so the tries of a whole path
+    multiply only when each service fails for its own reasons after its downstream calls."""
+    model = model or Model(docs)
+    graph = call_graph(docs, model)
+    tries: dict[tuple[str, str], int] = {}
+    entries: list[tuple[str, str, set[str], int]] = []
+    for vs in (d for d in docs if d.kind == "VirtualService"):
+        gateways = vs.spec.get("gateways") or ["mesh"]
+        for route in vs.spec.get("http") or []:
+            klass = route_class(route)
+            services = {
+                service.name
+                for d in route.get("route") or []
+                if (service := model.service_for_host((d.get("destination") or {}).get("host", ""), vs.namespace))
+            }
+            if not klass or not services:
+                continue  # reported by crossref_errors
+            if "mesh" in gateways:
+                for name in services:
+                    tries[(name, klass)] = max(tries.get((name, klass), 0), route_tries(route))
+            if any(g != "mesh" for g in gateways):
+                entries.append((route.get("name", ""), klass, services, route_tries(route)))
+
+    cycles: set[str] = set()
+
+    def below(service: str, klass: str, path: tuple[str, ...]) -> dict[str, int]:
+        """Calls that one try arriving at `service` in route class `klass` causes further down."""
+        total: dict[str, int] = {}
+        for callee in sorted(graph.get(service, ())):
+            if callee in path + (service,):
+                cycles.add(" -> ".join(path + (service, callee)))
+                continue
+            # The worst class this try may call there, service by service (an upper bound).
+            worst: dict[str, int] = {}
+            for callee_class in CALLABLE_CLASSES.get(klass, ()):
+                if (callee, callee_class) not in tries:
+                    continue
+                n = tries[(callee, callee_class)]
+                counts = {callee: n}
+                for name, m in below(callee, callee_class, path + (service,)).items():
+                    counts[name] = counts.get(name, 0) + n * m
+                for name, m in counts.items():
+                    worst[name] = max(worst.get(name, 0), m)
+            for name, m in worst.items():
+                total[name] = total.get(name, 0) + m
+        return total
+
+    rows = []
+    for name, klass, services, n in entries:
+        calls: dict[str, int] = {}
+        # With several destination Services, all tries may go to any one of them.
+        for service in sorted(services):
+            counts = {service: n}
+            for callee, m in below(service, klass, ()).items():
+                counts[callee] = counts.get(callee, 0) + n * m
+            for callee, m in counts.items():
+                calls[callee] = max(calls.get(callee, 0), m)
+        rows.append(EdgeCalls(name, calls))
+    problems = [
+        f"the allowed calls form a cycle ({cycle}): the calls one edge call causes have no bound here"
+        for cycle in sorted(cycles)
+    ]
+    return rows, problems
+
+
+def amplification_errors(rows: list[EdgeCalls]) -> list[str]:
+    return [
+        f"one edge call on route {row.route!r} can cause {n} calls at {service}, over the bound of"
+        f" {MAX_CALLS_PER_EDGE_CALL} (tries multiply along the calls: "
+        + ", ".join(f"{s} {c}" for s, c in sorted(row.calls.items()))
+        + ")"
+        for row in rows
+        for service, n in sorted(row.calls.items())
+        if n > MAX_CALLS_PER_EDGE_CALL
+    ]
+
+
+def amplification_report(rows: list[EdgeCalls]) -> str:
+    services = sorted({s for row in rows for s in row.calls})
+    width = max([len("edge route"), *(len(row.route) for row in rows)])
+    columns = [max(len(s), 5) for s in services]
+
+    def line(label: str, values) -> str:
+        return f"{label:{width}} " + " ".join(f"{v:>{c}}" for v, c in zip(values, columns, strict=True))
+
+    lines = [line("edge route", services)]
+    lines += [line(row.route, [row.calls.get(s, "-") for s in services]) for row in rows]
+    lines.append(line("worst", [max(row.calls.get(s, 0) for row in rows) for s in services]))
+    lines.append(line("bound", [MAX_CALLS_PER_EDGE_CALL] * len(services)))
+    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- budget
@@ -766,9 +937,17 @@ def budget_errors(rows: list[Usage]) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
-    """`deploylib.py budget DIR`: the request table of a kustomization (for check-deploy.sh)."""
+    """For check-deploy.sh: `deploylib.py budget DIR`, the request table of a kustomization;
+    `deploylib.py amplification DIR...`, the calls per edge call of kustomizations together."""
+    if len(argv) >= 3 and argv[1] == "amplification":
+        docs = [doc for directory in argv[2:] for doc in split_stream(kustomize_build(Path(directory)), directory)]
+        rows, problems = edge_calls(docs)
+        print(amplification_report(rows))
+        for error in problems + amplification_errors(rows):
+            print(f"error: {error}")
+        return 1 if problems or amplification_errors(rows) else 0
     if len(argv) != 3 or argv[1] != "budget":
-        print("usage: deploylib.py budget KUSTOMIZATION_DIR", file=sys.stderr)
+        print("usage: deploylib.py budget KUSTOMIZATION_DIR | amplification KUSTOMIZATION_DIR...", file=sys.stderr)
         return 2
     rows, errors = requests(split_stream(kustomize_build(Path(argv[2])), argv[2]))
     print(budget_report(rows))

@@ -113,8 +113,12 @@ def test_references_that_cannot_work_fail(sets, message):
 @pytest.mark.parametrize(
     "sets,message",
     [
-        # attempts counts retries: 3 tries of 2500ms do not fit catalog's 5s.
+        # attempts counts retries: 3 tries of 2500ms do not fit catalog's 5s, and 3 tries at
+        # catalog times inventory's 2 make 6 calls at inventory. Unclassified methods may
+        # call anything: 4 tries at catalog x 4 at inventory is 16.
         (["services.catalog.routes.reads.attempts=2"], "3 tries (attempts 2 + 1) x perTryTimeout 2500ms exceed"),
+        (["services.catalog.routes.reads.attempts=2"], "can cause 6 calls at inventory, over the bound of 4"),
+        (["serviceDefaults.routes.other.attempts=3"], "can cause 16 calls at inventory"),
         (["services.inventory.routes.writes.perTryTimeout=1s"], "perTryTimeout 1s is never retried"),
     ],
 )

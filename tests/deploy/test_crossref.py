@@ -1,8 +1,9 @@
 """The documents fit together: every VirtualService host and destination is a Service,
 every subset is defined by a DestinationRule and selects pods, every AuthorizationPolicy
 principal is a ServiceAccount a workload runs as, Service ports are named for gRPC, probes
-hit the gRPC port, and retries are safe for the methods they retry and fit their timeouts.
-Each rule is shown to fire on a document broken for it."""
+hit the gRPC port, and retries are safe for the methods they retry, fit their timeouts and
+multiply to a bounded number of calls per call at the edge. Each rule is shown to fire on a
+document broken for it."""
 
 from __future__ import annotations
 
@@ -73,6 +74,31 @@ def test_adding_a_service_is_a_values_entry():
     nats = next(d for d in docs if d.kind == "AuthorizationPolicy" and d.name == "nats")
     allowed = {p.rpartition("/")[2] for r in nats.spec["rules"] for f in r["from"] for p in f["source"]["principals"]}
     assert allowed == {"orders", "payments", "fulfillment", "notifications", "orchestrator"}
+
+
+def test_retries_multiply_to_at_most_four_calls_per_edge_call():
+    """`attempts` counts retries, and tries multiply along the calls: the edge route to catalog
+    and catalog's route to inventory retry once each, so one call at the edge makes at most 2
+    calls at catalog and 2 x 2 = 4 at inventory. With more services, orders calls catalog and
+    inventory, and only inventory's routes retry: 1 x 1 x 2 + 1 x 2 = 4 at inventory."""
+    rows, problems = deploylib.edge_calls(target("committed").docs)
+    assert not problems
+    calls = {row.route: row.calls for row in rows}
+    for klass in ("reads", "writes", "other"):
+        assert calls[f"catalog-{klass}"] == {"catalog": 2, "inventory": 4}, deploylib.amplification_report(rows)
+        assert calls[f"catalog-{klass}-v2-pinned"] == {"catalog": 2, "inventory": 4}
+    assert calls["reflection"] == {"catalog": 3}
+    rows, problems = deploylib.edge_calls(target("chart-more-services").docs)
+    assert not problems
+    calls = {row.route: row.calls for row in rows}
+    assert calls["orders-writes"] == {"orders": 1, "catalog": 1, "inventory": 4}, deploylib.amplification_report(rows)
+    assert calls["catalog-reads"] == {"catalog": 1, "inventory": 2}
+
+
+def test_tries_are_retries_plus_one():
+    assert deploylib.route_tries({"retries": {"attempts": 1}}) == 2
+    assert deploylib.route_tries({"retries": {"attempts": 0}}) == 1
+    assert deploylib.route_tries({}) == deploylib.ISTIO_DEFAULT_ATTEMPTS + 1, "no retries: Istio's default policy"
 
 
 # --------------------------------------------------------------------------- negative tests
@@ -182,6 +208,19 @@ BREAKAGES = {
         lambda b: _route(b, "inventory-writes")["retries"].update(perTryTimeout="1s"),
         "perTryTimeout 1s is never retried",
     ),
+    # 3 tries at catalog, each calling inventory's reads route (2 tries): 6 calls at inventory.
+    "retries that multiply past the bound": (
+        "VirtualService",
+        "meshmart-edge",
+        lambda b: _route(b, "catalog-reads")["retries"].update(attempts=2, perTryTimeout="1600ms"),
+        "one edge call on route 'catalog-reads' can cause 6 calls at inventory, over the bound of 4",
+    ),
+    "a downstream route whose retries multiply past the bound": (
+        "VirtualService",
+        "inventory",
+        lambda b: _route(b, "inventory-writes")["retries"].update(attempts=2),
+        "one edge call on route 'catalog-writes' can cause 6 calls at inventory",
+    ),
     "a caller's try shorter than the callee's route": (
         "VirtualService",
         "catalog",
@@ -208,6 +247,14 @@ BREAKAGES = {
         "inventory",
         lambda b: b["spec"]["rules"][0]["from"][0]["source"].update(principals=["cluster.local/ns/meshmart/sa/orders"]),
         "no ServiceAccount defined here",
+    ),
+    "calls allowed both ways": (
+        "AuthorizationPolicy",
+        "catalog",
+        lambda b: b["spec"]["rules"][0]["from"][0]["source"]["principals"].append(
+            "cluster.local/ns/meshmart/sa/inventory"
+        ),
+        "the allowed calls form a cycle (catalog -> inventory -> catalog)",
     ),
     "AuthorizationPolicy port no container has": (
         "AuthorizationPolicy",
