@@ -164,7 +164,13 @@ pub struct ServerConfig {
     pub drain_delay: Duration,
     /// How long in-flight calls may take to finish once the listener is closed.
     pub grace_period: Duration,
+    /// The largest request message accepted; larger ones are answered RESOURCE_EXHAUSTED.
+    pub max_message_bytes: usize,
 }
+
+/// The most `GRPC_MAX_MESSAGE_BYTES` may be: the decoding limit of tonic's generated
+/// servers, which would otherwise answer larger messages OUT_OF_RANGE first.
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 
 impl ServerConfig {
     pub fn from_env(env: &Env, service: ServiceInfo) -> Result<Self, ConfigError> {
@@ -185,6 +191,21 @@ impl ServerConfig {
             version: service_version(env)?,
             drain_delay: env.seconds_or("SHUTDOWN_DRAIN_DELAY_SECS", 0)?,
             grace_period: env.seconds_or("SHUTDOWN_GRACE_PERIOD_SECS", 20)?,
+            max_message_bytes: max_message_bytes(env)?,
+        })
+    }
+}
+
+fn max_message_bytes(env: &Env) -> Result<usize, ConfigError> {
+    let expected = || format!("a number of bytes from 1024 to {MAX_MESSAGE_BYTES}");
+    let bytes = env.parse_or("GRPC_MAX_MESSAGE_BYTES", MAX_MESSAGE_BYTES, &expected())?;
+    if (1024..=MAX_MESSAGE_BYTES).contains(&bytes) {
+        Ok(bytes)
+    } else {
+        Err(ConfigError {
+            variable: "GRPC_MAX_MESSAGE_BYTES",
+            value: bytes.to_string(),
+            expected: expected(),
         })
     }
 }
@@ -348,6 +369,8 @@ mod tests {
             ("SHUTDOWN_GRACE_PERIOD_SECS", "ten"),
             ("SERVICE_VERSION", "v 2"),
             ("METRICS_ADDR", "9090"),
+            ("GRPC_MAX_MESSAGE_BYTES", "100"),
+            ("GRPC_MAX_MESSAGE_BYTES", "8388608"),
         ] {
             let err =
                 ServerConfig::from_env(&Env::from_pairs([(variable, value)]), CATALOG).unwrap_err();

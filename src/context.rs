@@ -6,12 +6,15 @@
 //! and every client injects it ([`ClientContextLayer`]):
 //! - `grpc-timeout` becomes a deadline; downstream calls get the time that is left, so a
 //!   caller that gave up is not served by work that continues below it;
+//!   a call whose deadline passes is answered DEADLINE_EXCEEDED (never CANCELLED, which
+//!   a route might retry), and a downstream call whose deadline has already passed fails
+//!   at once instead of being sent;
 //! - the trace headers are forwarded as they came (W3C `traceparent`/`tracestate`, and the
 //!   `x-request-id` and B3 headers Istio's Envoy joins spans by), which is all the mesh
-//!   needs to stitch its sidecars' spans into one trace;
-//! - when this service exports its own spans (OpenTelemetry is on), `traceparent` is
-//!   replaced by the current span's, so the service's spans sit between the caller's and
-//!   the callee's.
+//!   needs to stitch its sidecars' spans into one trace, at no cost per call;
+//! - when this service exports its own spans (OpenTelemetry is on), the trace headers are
+//!   written from the current span instead, W3C and B3 alike, so the service's spans sit
+//!   between the caller's and the callee's and both header families name the same parent.
 
 use std::{
     future::Future,
@@ -29,11 +32,12 @@ use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Headers forwarded unchanged from an incoming call to every outgoing one, as Istio asks
-/// of applications so that Envoy's spans join one trace.
+/// of applications so that Envoy's spans join one trace. When the service exports its own
+/// spans, only `x-request-id` is forwarded: the rest are written from the current span.
 const FORWARDED_HEADERS: &[&str] = &[
+    "x-request-id",
     "traceparent",
     "tracestate",
-    "x-request-id",
     "x-b3-traceid",
     "x-b3-spanid",
     "x-b3-parentspanid",
@@ -56,13 +60,18 @@ tokio::task_local! {
 }
 
 impl CallContext {
-    fn from_headers(headers: &HeaderMap) -> Self {
+    fn from_headers(headers: &HeaderMap, exporting: bool) -> Self {
         let deadline = headers
             .get(GRPC_TIMEOUT)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout)
             .map(|timeout| Instant::now() + timeout);
-        let forwarded = FORWARDED_HEADERS
+        let forward = if exporting {
+            &FORWARDED_HEADERS[..1]
+        } else {
+            FORWARDED_HEADERS
+        };
+        let forwarded = forward
             .iter()
             .filter_map(|name| {
                 let value = headers.get(*name)?;
@@ -85,12 +94,17 @@ impl CallContext {
         CURRENT.try_with(Clone::clone).ok()
     }
 
-    fn inject(&self, headers: &mut HeaderMap) {
+    /// Writes the context into an outgoing call's headers; fails when the deadline has
+    /// already passed, since the callee could do nothing useful with no time at all.
+    fn inject(&self, headers: &mut HeaderMap) -> Result<(), DeadlinePassed> {
         for (name, value) in &self.forwarded {
             headers.entry(name.clone()).or_insert_with(|| value.clone());
         }
         if let Some(deadline) = self.deadline {
             let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(DeadlinePassed);
+            }
             // Keep a deadline the caller set that is even shorter than what is left.
             let own = headers
                 .get(GRPC_TIMEOUT)
@@ -101,23 +115,32 @@ impl CallContext {
                 headers.insert(GRPC_TIMEOUT, value);
             }
         }
+        Ok(())
     }
 }
 
-/// Parses a `grpc-timeout` value: at most 8 digits and a unit (`H M S m u n`).
+/// The deadline of the call being served passed before a downstream call was sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct DeadlinePassed;
+
+/// Parses a `grpc-timeout` value: at most 8 ASCII digits and a unit (`H M S m u n`).
+/// Anything else, whatever its bytes, is `None`.
 pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
-    let (digits, unit) = value.split_at(value.len().checked_sub(1)?);
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let (&unit, digits) = value.as_bytes().split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let amount: u64 = digits.parse().ok()?;
+    // At most 8 digits: cannot overflow, even in hours.
+    let amount = digits
+        .iter()
+        .fold(0u64, |amount, digit| amount * 10 + u64::from(digit - b'0'));
     Some(match unit {
-        "H" => Duration::from_secs(amount * 3600),
-        "M" => Duration::from_secs(amount * 60),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
         _ => return None,
     })
 }
@@ -168,8 +191,9 @@ impl Injector for HeaderInjector<'_> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// Server side: opens a span for the call, parented by the caller's trace context, and
-/// serves the call with its [`CallContext`] in scope.
+/// Server side: opens a span for the call, parented by the caller's trace context when
+/// spans are exported, serves the call with its [`CallContext`] in scope, and answers
+/// DEADLINE_EXCEEDED (dropping the handler) once the caller's deadline has passed.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ServerContextLayer;
 
@@ -185,10 +209,12 @@ pub struct ServerContext<S> {
     inner: S,
 }
 
-impl<S, B> Service<http::Request<B>> for ServerContext<S>
+impl<S, B, ResBody> Service<http::Request<B>> for ServerContext<S>
 where
-    S: Service<http::Request<B>> + Send,
+    S: Service<http::Request<B>, Response = http::Response<ResBody>> + Send,
     S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ResBody: Default + Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
@@ -199,11 +225,9 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let exporting = crate::telemetry::exporting();
         let headers = request.headers();
-        let context = CallContext::from_headers(headers);
-        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
-            propagator.extract(&HeaderExtractor(headers))
-        });
+        let context = CallContext::from_headers(headers, exporting);
         let path = request.uri().path();
         let (service, method) = path
             .trim_start_matches('/')
@@ -217,16 +241,45 @@ where
             rpc.service = %service,
             rpc.method = %method,
         );
-        // Only fails when no OpenTelemetry layer is installed, and then there is nothing to join.
-        let _ = span.set_parent(parent);
-        let call = self.inner.call(request);
-        Box::pin(CURRENT.scope(context, call).instrument(span))
+        if exporting {
+            let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+                propagator.extract(&HeaderExtractor(headers))
+            });
+            // Only fails when no OpenTelemetry layer is installed, and then there is nothing to join.
+            let _ = span.set_parent(parent);
+        }
+        let deadline = context.deadline;
+        if deadline.is_some_and(|deadline| deadline <= Instant::now()) {
+            // Gone before it started: the handler would work for nobody.
+            return Box::pin(std::future::ready(Ok(deadline_exceeded())));
+        }
+        let call = CURRENT.scope(context, self.inner.call(request));
+        let Some(deadline) = deadline else {
+            return Box::pin(call.instrument(span));
+        };
+        Box::pin(
+            async move {
+                match tokio::time::timeout_at(deadline, call).await {
+                    Ok(result) => result,
+                    Err(_) => {
+                        tracing::debug!("deadline passed; the call is abandoned");
+                        Ok(deadline_exceeded())
+                    }
+                }
+            }
+            .instrument(span),
+        )
     }
 }
 
+fn deadline_exceeded<B: Default>() -> http::Response<B> {
+    tonic::Status::deadline_exceeded("the deadline passed before the call was done").into_http()
+}
+
 /// Client side: injects the [`CallContext`] of the call being served, and the trace
-/// context of the current span, into an outgoing call. Adds nothing else: no retries,
-/// no timeouts of its own.
+/// context of the current span when spans are exported, into an outgoing call. Adds nothing
+/// else: no retries, no timeouts of its own. A call whose deadline has already passed is
+/// not sent: it fails at once with DEADLINE_EXCEEDED.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ClientContextLayer;
 
@@ -245,25 +298,80 @@ pub struct ClientContext<S> {
 impl<S, B> Service<http::Request<B>> for ClientContext<S>
 where
     S: Service<http::Request<B>>,
+    S::Error: Into<tonic::codegen::StdError>,
 {
     type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
+    type Error = tonic::codegen::StdError;
+    type Future = ClientFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx)
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
-        if let Some(context) = CallContext::current() {
-            context.inject(request.headers_mut());
+        if let Some(context) = CallContext::current()
+            && context.inject(request.headers_mut()).is_err()
+        {
+            return ClientFuture::Expired {
+                status: Some(tonic::Status::deadline_exceeded(
+                    "the deadline passed before this downstream call could be made",
+                )),
+            };
         }
-        // Writes nothing unless OpenTelemetry is on and the current span is recorded.
-        let trace = tracing::Span::current().context();
-        opentelemetry::global::get_text_map_propagator(|propagator| {
-            propagator.inject_context(&trace, &mut HeaderInjector(request.headers_mut()));
-        });
-        self.inner.call(request)
+        if crate::telemetry::exporting() {
+            let trace = tracing::Span::current().context();
+            opentelemetry::global::get_text_map_propagator(|propagator| {
+                propagator.inject_context(&trace, &mut HeaderInjector(request.headers_mut()));
+            });
+        }
+        ClientFuture::Sent {
+            future: self.inner.call(request),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The outcome of [`ClientContext::call`]: the call sent, or refused before sending.
+    #[project = ClientFutureProjection]
+    pub enum ClientFuture<F> {
+        Sent { #[pin] future: F },
+        Expired { status: Option<tonic::Status> },
+    }
+}
+
+/// tonic's channel enforces the propagated `grpc-timeout` itself, and reports its expiry
+/// as an error that becomes CANCELLED; it is the deadline passing, so say so.
+fn deadline_if_timed_out(error: tonic::codegen::StdError) -> tonic::codegen::StdError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&*error);
+    while let Some(current) = cause {
+        if current.is::<tonic::TimeoutExpired>() {
+            return Box::new(tonic::Status::deadline_exceeded(
+                "the deadline passed while waiting for a downstream answer",
+            ));
+        }
+        cause = current.source();
+    }
+    error
+}
+
+impl<F, T, E> Future for ClientFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<tonic::codegen::StdError>,
+{
+    type Output = Result<T, tonic::codegen::StdError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            ClientFutureProjection::Sent { future } => future
+                .poll(cx)
+                .map_err(|error| deadline_if_timed_out(error.into())),
+            ClientFutureProjection::Expired { status } => {
+                Poll::Ready(Err(Box::new(status.take().unwrap_or_else(|| {
+                    tonic::Status::deadline_exceeded("deadline passed")
+                }))))
+            }
+        }
     }
 }
 
@@ -283,7 +391,18 @@ mod tests {
         ] {
             assert_eq!(parse_grpc_timeout(text), Some(duration), "{text}");
         }
-        for bad in ["", "S", "10", "123456789S", "-1S", "1.5S", "10x"] {
+        for bad in [
+            "",
+            "S",
+            "10",
+            "123456789S",
+            "-1S",
+            "1.5S",
+            "10x",
+            "1é",
+            "é",
+            "1\u{0}",
+        ] {
             assert_eq!(parse_grpc_timeout(bad), None, "{bad}");
         }
         for duration in [
@@ -306,11 +425,11 @@ mod tests {
         incoming.insert(GRPC_TIMEOUT, HeaderValue::from_static("10S"));
         incoming.insert("x-request-id", HeaderValue::from_static("abc"));
         incoming.insert("authorization", HeaderValue::from_static("secret"));
-        let context = CallContext::from_headers(&incoming);
+        let context = CallContext::from_headers(&incoming, false);
         tokio::time::advance(Duration::from_secs(4)).await;
 
         let mut outgoing = HeaderMap::new();
-        context.inject(&mut outgoing);
+        context.inject(&mut outgoing).unwrap();
         assert_eq!(outgoing.get(GRPC_TIMEOUT).unwrap(), "6000000u");
         assert_eq!(outgoing.get("x-request-id").unwrap(), "abc");
         // Credentials belong to the hop, not to the call chain.
@@ -319,15 +438,72 @@ mod tests {
         // A shorter deadline set by the caller of the client wins.
         let mut outgoing = HeaderMap::new();
         outgoing.insert(GRPC_TIMEOUT, HeaderValue::from_static("1S"));
-        context.inject(&mut outgoing);
+        context.inject(&mut outgoing).unwrap();
         assert_eq!(outgoing.get(GRPC_TIMEOUT).unwrap(), "1000000u");
+
+        // Once the deadline has passed, nothing is sent.
+        tokio::time::advance(Duration::from_secs(6)).await;
+        assert_eq!(context.inject(&mut HeaderMap::new()), Err(DeadlinePassed));
+    }
+
+    #[test]
+    fn exporting_services_forward_only_the_request_id() {
+        let mut incoming = HeaderMap::new();
+        incoming.insert("x-request-id", HeaderValue::from_static("abc"));
+        incoming.insert("x-b3-traceid", HeaderValue::from_static("0af7651916cd43dd"));
+        incoming.insert("traceparent", HeaderValue::from_static("00-x-y-01"));
+        let mut outgoing = HeaderMap::new();
+        CallContext::from_headers(&incoming, true)
+            .inject(&mut outgoing)
+            .unwrap();
+        assert_eq!(outgoing.len(), 1);
+        assert_eq!(outgoing.get("x-request-id").unwrap(), "abc");
+    }
+
+    /// A downstream service that counts the calls that reach it.
+    #[derive(Clone, Default)]
+    struct Counting(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+    impl Service<http::Request<()>> for Counting {
+        type Response = http::Response<()>;
+        type Error = std::convert::Infallible;
+        type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
+
+        fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, _: http::Request<()>) -> Self::Future {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            std::future::ready(Ok(http::Response::new(())))
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_downstream_call_after_the_deadline_fails_at_once_unsent() {
+        let mut incoming = HeaderMap::new();
+        incoming.insert(GRPC_TIMEOUT, HeaderValue::from_static("1S"));
+        let context = CallContext::from_headers(&incoming, false);
+        let downstream = Counting::default();
+        let mut client = ClientContextLayer.layer(downstream.clone());
+
+        let in_time = CURRENT.scope(context.clone(), async {
+            client.call(http::Request::new(())).await
+        });
+        assert!(in_time.await.is_ok());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        let late = CURRENT.scope(context, async { client.call(http::Request::new(())).await });
+        let error = late.await.unwrap_err();
+        let status = error.downcast_ref::<tonic::Status>().unwrap();
+        assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+        assert_eq!(downstream.0.load(std::sync::atomic::Ordering::SeqCst), 1);
     }
 
     #[test]
     fn no_deadline_means_none_is_sent() {
-        let context = CallContext::from_headers(&HeaderMap::new());
+        let context = CallContext::from_headers(&HeaderMap::new(), false);
         let mut outgoing = HeaderMap::new();
-        context.inject(&mut outgoing);
+        context.inject(&mut outgoing).unwrap();
         assert!(outgoing.is_empty());
     }
 }

@@ -27,6 +27,12 @@ pub enum Error {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("telemetry: {0}")]
     Telemetry(String),
+    /// The drain's grace period ended with calls still running; they were cut off.
+    #[error("the grace period of {grace_period:?} ended with {calls} calls still in flight")]
+    Abandoned {
+        calls: usize,
+        grace_period: std::time::Duration,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -10,6 +10,7 @@ pub mod context;
 pub mod db;
 pub mod demo;
 mod error;
+pub mod health;
 pub mod metrics;
 pub mod proto;
 pub mod runtime;

@@ -57,7 +57,7 @@ where
             }
         };
         let result = match Listeners::bind(&server).await {
-            Ok(listeners) => serve(config, listeners, crate::shutdown::signal())
+            Ok(listeners) => serve(config, listeners, crate::shutdown::service_signal())
                 .await
                 .map_err(|e| e.to_string()),
             Err(error) => Err(error.to_string()),

@@ -1,26 +1,28 @@
 //! The gRPC server every service runs: its services, plus health, reflection, context
-//! propagation, version metadata, a metrics endpoint and a graceful drain.
+//! propagation, version metadata, limits, a metrics endpoint and a graceful drain.
+//!
+//! The HTTP/2 connections are served here with hyper rather than by tonic's `Server`,
+//! because tonic's server answers an expired `grpc-timeout` with CANCELLED, which the
+//! mesh's routes would treat as retryable, and gives no hook to say how many calls a drain
+//! left behind. The gRPC services themselves are still tonic's.
+
+mod call;
 
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
-use http::HeaderValue;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
 use prometheus_client::registry::Registry;
-use tokio::net::TcpListener;
-use tonic::{
-    body::Body,
-    server::NamedService,
-    service::RoutesBuilder,
-    transport::{Server, server::TcpIncoming},
-};
-use tonic_health::{
-    ServingStatus,
-    pb::health_server::HealthServer,
-    server::{HealthReporter, HealthService},
-};
+use tokio::{net::TcpListener, sync::watch, task::JoinSet};
+use tonic::{body::Body, server::NamedService, service::RoutesBuilder};
+use tonic_health::pb::health_check_response::ServingStatus;
 use tower::ServiceBuilder;
 use tower_service::Service;
 
-use crate::{Error, Result, config::ServerConfig, context::ServerContextLayer, proto};
+use crate::{Error, Result, config::ServerConfig, context::ServerContextLayer, health::Health};
+pub use call::{CallLayer, InFlight};
 
 /// The response metadata that tells which service and version answered, so a canary split
 /// can be seen from `grpcurl -v`.
@@ -65,26 +67,23 @@ pub struct ServiceHost {
     config: ServerConfig,
     registry: Registry,
     routes: RoutesBuilder,
-    health: HealthReporter,
-    health_service: HealthServer<HealthService>,
+    health: Health,
     names: Vec<&'static str>,
 }
 
 impl ServiceHost {
     pub fn new(config: &ServerConfig, registry: Registry) -> Self {
-        let health = HealthReporter::new();
-        let health_service = HealthServer::new(HealthService::from_health_reporter(health.clone()));
         Self {
             config: config.clone(),
             registry,
             routes: RoutesBuilder::default(),
-            health,
-            health_service,
+            health: Health::new(),
             names: Vec::new(),
         }
     }
 
-    /// Adds a gRPC service; it reports SERVING once the server is listening.
+    /// Adds a gRPC service; it reports SERVING once the server is listening, and server
+    /// reflection lists it.
     pub fn add_service<S>(mut self, service: S) -> Self
     where
         S: Service<http::Request<Body>, Error = Infallible>
@@ -102,11 +101,13 @@ impl ServiceHost {
     }
 
     /// Serves until `shutdown` completes, then drains:
-    /// 1. health turns NOT_SERVING for every service, so probes and load balancers stop
-    ///    sending new calls;
-    /// 2. after the drain delay the listener closes: new connections are refused and open
-    ///    ones are told to go away once their calls end;
-    /// 3. calls in flight get the grace period to finish; then the server stops regardless.
+    /// 1. health turns NOT_SERVING for every service and health watches end, so probes and
+    ///    load balancers stop sending new calls;
+    /// 2. for the drain delay, new connections and calls are still served;
+    /// 3. then the listener closes and every connection is told to go away (HTTP/2 GOAWAY)
+    ///    once its calls end;
+    /// 4. calls in flight get the grace period to finish. If some are still running when
+    ///    it ends, they are abandoned and `serve` fails with [`Error::Abandoned`].
     pub async fn serve(
         self,
         listeners: Listeners,
@@ -117,64 +118,28 @@ impl ServiceHost {
             registry,
             mut routes,
             health,
-            health_service,
             names,
         } = self;
 
-        routes.add_service(health_service);
-        routes.add_service(reflection_v1()?);
-        routes.add_service(reflection_v1alpha()?);
-        for name in &names {
-            health
-                .set_service_status(*name, ServingStatus::Serving)
-                .await;
-        }
-        health.set_service_status("", ServingStatus::Serving).await;
+        routes.add_service(health.service());
+        routes.add_service(reflection::v1(&names)?);
+        routes.add_service(reflection::v1alpha(&names)?);
 
-        let (drain_started_tx, drain_started_rx) = tokio::sync::oneshot::channel::<()>();
+        let in_flight = InFlight::default();
+        let service = ServiceBuilder::new()
+            // Outermost, so the span, the call context and the deadline cover everything.
+            .layer(ServerContextLayer)
+            // Counts the call until its response has been sent, checks message sizes, and
+            // marks every response with who answered.
+            .layer(CallLayer::new(&config, in_flight.clone()))
+            .service(routes.routes().prepare());
+
         let (stop_metrics_tx, stop_metrics_rx) = tokio::sync::oneshot::channel::<()>();
-        let drain = {
-            let health = health.clone();
-            let names = names.clone();
-            let delay = config.drain_delay;
-            async move {
-                shutdown.await;
-                health
-                    .set_service_status("", ServingStatus::NotServing)
-                    .await;
-                for name in &names {
-                    health
-                        .set_service_status(*name, ServingStatus::NotServing)
-                        .await;
-                }
-                tracing::info!(
-                    drain_delay_secs = delay.as_secs(),
-                    "health is NOT_SERVING; draining"
-                );
-                tokio::time::sleep(delay).await;
-                let _ = drain_started_tx.send(());
-            }
-        };
-
         let metrics = tokio::spawn(crate::metrics::serve(listeners.metrics, registry, async {
             let _ = stop_metrics_rx.await;
         }));
 
-        let version = header_value(&config.version);
-        let service = header_value(config.service.name);
-        let layers = ServiceBuilder::new()
-            // Outermost, so the span and the call context cover everything below.
-            .layer(ServerContextLayer)
-            // Every response says who answered, errors included.
-            .map_response(move |mut response: http::Response<Body>| {
-                let headers = response.headers_mut();
-                headers.insert(VERSION_HEADER, version.clone());
-                headers.insert(SERVICE_HEADER, service.clone());
-                response
-            })
-            .into_inner();
-
-        let incoming = TcpIncoming::from(listeners.grpc).with_nodelay(Some(true));
+        health.set_all(&names, ServingStatus::Serving);
         tracing::info!(
             service = config.service.name,
             version = %config.version,
@@ -182,77 +147,195 @@ impl ServiceHost {
             metrics_addr = %config.metrics_addr,
             "serving"
         );
-        let server = Server::builder()
-            .layer(layers)
-            .add_routes(routes.routes())
-            .serve_with_incoming_shutdown(incoming, drain);
+        let mut connections = Connections::new(listeners.grpc, service);
+        connections.accept_until(shutdown).await;
 
-        let result = grace(server, drain_started_rx, config.grace_period).await;
+        health.start_drain();
+        tracing::info!(
+            drain_delay_secs = config.drain_delay.as_secs_f64(),
+            "health is NOT_SERVING; draining"
+        );
+        connections
+            .accept_until(tokio::time::sleep(config.drain_delay))
+            .await;
+        let result = connections.close(config.grace_period, &in_flight).await;
+
         let _ = stop_metrics_tx.send(());
         match metrics.await {
             Ok(Ok(())) => {}
             Ok(Err(error)) => return Err(Error::Metrics(error)),
             Err(error) => tracing::error!(%error, "metrics server task failed"),
         }
-        tracing::info!("stopped");
+        if result.is_ok() {
+            tracing::info!("stopped");
+        }
         result
     }
 }
 
-/// Runs the server; once the drain has started, gives calls in flight `period` to finish.
-async fn grace(
-    server: impl Future<Output = Result<(), tonic::transport::Error>>,
-    drain_started: tokio::sync::oneshot::Receiver<()>,
-    period: Duration,
-) -> Result<()> {
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => return Ok(result?),
-        started = drain_started => {
-            if started.is_err() {
-                // The drain future was dropped without starting: the server ended first.
-                return Ok(server.await?);
+/// The open HTTP/2 connections of one server, each served by its own task.
+struct Connections<S> {
+    listener: Option<TcpListener>,
+    service: S,
+    tasks: JoinSet<()>,
+    /// Flips to true when the connections should finish their calls and close.
+    go_away: watch::Sender<bool>,
+}
+
+impl<S> Connections<S>
+where
+    S: Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    fn new(listener: TcpListener, service: S) -> Self {
+        Self {
+            listener: Some(listener),
+            service,
+            tasks: JoinSet::new(),
+            go_away: watch::Sender::new(false),
+        }
+    }
+
+    /// Accepts connections until `until` completes.
+    async fn accept_until(&mut self, until: impl Future<Output = ()>) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        tokio::pin!(until);
+        loop {
+            let event = tokio::select! {
+                () = &mut until => return,
+                accepted = listener.accept() => Some(accepted),
+                Some(_) = self.tasks.join_next(), if !self.tasks.is_empty() => None,
+            };
+            match event {
+                Some(Ok((stream, _peer))) => {
+                    // gRPC calls are small and latency-bound: send each frame at once.
+                    let _ = stream.set_nodelay(true);
+                    self.tasks.spawn(serve_connection(
+                        stream,
+                        self.service.clone(),
+                        self.go_away.subscribe(),
+                    ));
+                }
+                Some(Err(error)) => {
+                    // Out of file descriptors, most likely: back off instead of spinning.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                // A connection ended; its task was reaped.
+                None => {}
             }
         }
     }
-    match tokio::time::timeout(period, &mut server).await {
-        Ok(result) => Ok(result?),
-        Err(_) => {
-            tracing::warn!(
-                grace_period_secs = period.as_secs(),
-                "grace period over; abandoning calls in flight"
-            );
-            Ok(())
+
+    /// Closes the listener, asks every connection to go away once its calls end, and waits
+    /// up to `grace_period` for them.
+    async fn close(mut self, grace_period: Duration, in_flight: &InFlight) -> Result<()> {
+        self.listener = None;
+        self.go_away.send_replace(true);
+        let all_closed = async { while self.tasks.join_next().await.is_some() {} };
+        if tokio::time::timeout(grace_period, all_closed).await.is_ok() {
+            return Ok(());
         }
+        let abandoned = in_flight.count();
+        tracing::error!(
+            grace_period_secs = grace_period.as_secs_f64(),
+            calls_in_flight = abandoned,
+            "grace period over; abandoning calls in flight"
+        );
+        self.tasks.abort_all();
+        Err(Error::Abandoned {
+            calls: abandoned,
+            grace_period,
+        })
     }
 }
 
-fn header_value(value: &str) -> HeaderValue {
-    // Config validation allows only visible ASCII here, so this cannot fail in practice.
-    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+async fn serve_connection<S>(
+    stream: tokio::net::TcpStream,
+    service: S,
+    mut go_away: watch::Receiver<bool>,
+) where
+    S: Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+    // As tonic's server: no limit on concurrent calls per connection (the mesh's
+    // connection pool settings are the limit).
+    builder
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(None);
+    let connection =
+        builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+    tokio::pin!(connection);
+    tokio::select! {
+        result = connection.as_mut() => {
+            if let Err(error) = result {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+            return;
+        }
+        _ = go_away.wait_for(|go| *go) => connection.as_mut().graceful_shutdown(),
+    }
+    if let Err(error) = connection.await {
+        tracing::debug!(%error, "connection ended with an error while draining");
+    }
 }
 
-fn reflection_builder() -> tonic_reflection::server::Builder<'static> {
-    tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        // google.rpc error details, so grpcurl can print BadRequest and friends.
-        .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET)
-}
+/// Server reflection that lists exactly what this server serves: its own services, health
+/// and reflection, not every service in the shared descriptor set.
+mod reflection {
+    use crate::{Result, proto};
 
-// grpcurl 1.8 speaks only v1alpha; newer clients speak v1. Serve both.
-fn reflection_v1() -> Result<
-    tonic_reflection::server::v1::ServerReflectionServer<
-        impl tonic_reflection::server::v1::ServerReflection,
-    >,
-> {
-    Ok(reflection_builder().build_v1()?)
-}
+    const ALWAYS: [&str; 3] = [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ];
 
-fn reflection_v1alpha() -> Result<
-    tonic_reflection::server::v1alpha::ServerReflectionServer<
-        impl tonic_reflection::server::v1alpha::ServerReflection,
-    >,
-> {
-    Ok(reflection_builder().build_v1alpha()?)
+    fn builder(names: &[&'static str]) -> tonic_reflection::server::Builder<'static> {
+        let builder = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            // google.rpc error details, so grpcurl can print BadRequest and friends.
+            .register_encoded_file_descriptor_set(tonic_types::pb::FILE_DESCRIPTOR_SET);
+        names
+            .iter()
+            .chain(ALWAYS.iter())
+            .fold(builder, |builder, name| builder.with_service_name(*name))
+    }
+
+    // grpcurl 1.8 speaks only v1alpha; newer clients speak v1. Serve both.
+    pub(super) fn v1(
+        names: &[&'static str],
+    ) -> Result<
+        tonic_reflection::server::v1::ServerReflectionServer<
+            impl tonic_reflection::server::v1::ServerReflection,
+        >,
+    > {
+        Ok(builder(names).build_v1()?)
+    }
+
+    pub(super) fn v1alpha(
+        names: &[&'static str],
+    ) -> Result<
+        tonic_reflection::server::v1alpha::ServerReflectionServer<
+            impl tonic_reflection::server::v1alpha::ServerReflection,
+        >,
+    > {
+        Ok(builder(names).build_v1alpha()?)
+    }
 }

@@ -6,12 +6,22 @@
 //!   are exported over OTLP/gRPC, and each outgoing call carries the current span as its
 //!   parent; the SDK reads the other standard variables (`OTEL_RESOURCE_ATTRIBUTES`,
 //!   `OTEL_TRACES_SAMPLER`, ...). Without it, trace headers are forwarded as they came
-//!   (see `context.rs`), so the mesh's own spans still join into one trace.
+//!   (see `context.rs`), so the mesh's own spans still join into one trace, and no
+//!   propagator runs per call.
 
-use std::io::IsTerminal;
+mod b3;
 
-use opentelemetry::{KeyValue, trace::TracerProvider as _};
+use std::{
+    io::IsTerminal,
+    sync::atomic::{AtomicBool, Ordering},
+};
+
+use opentelemetry::{
+    KeyValue, propagation::TextMapCompositePropagator, trace::TracerProvider as _,
+};
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+
+pub use b3::B3Propagator;
 use tracing_subscriber::{
     EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
 };
@@ -36,9 +46,22 @@ impl Drop for TelemetryGuard {
     }
 }
 
+/// Whether this process exports its own spans: set once, by [`init`].
+static EXPORTING: AtomicBool = AtomicBool::new(false);
+
+/// Whether spans are exported, so trace headers are written from the current span rather
+/// than forwarded as they came (see `context.rs`).
+pub fn exporting() -> bool {
+    EXPORTING.load(Ordering::Relaxed)
+}
+
 /// Installs the global subscriber and propagator for `service` at `version`.
 pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<TelemetryGuard> {
-    opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+    // W3C last, so that when a call carries both, `traceparent` is the parent that counts.
+    opentelemetry::global::set_text_map_propagator(TextMapCompositePropagator::new(vec![
+        Box::new(B3Propagator),
+        Box::new(TraceContextPropagator::new()),
+    ]));
 
     // Spans go through OpenTelemetry only when they are exported: building them costs
     // about 8% of a call (docs/benchmarks.md), and without an exporter the trace headers
@@ -80,6 +103,7 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
         .map_err(|e| Error::Telemetry(e.to_string()))?;
 
     if let Some(endpoint) = &config.otlp_endpoint {
+        EXPORTING.store(true, Ordering::Relaxed);
         tracing::info!(%endpoint, "exporting traces over otlp");
     }
     Ok(TelemetryGuard { provider })

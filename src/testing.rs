@@ -21,6 +21,7 @@ pub fn server_config(service: ServiceInfo) -> ServerConfig {
         version: "v1".to_owned(),
         drain_delay: Duration::ZERO,
         grace_period: Duration::from_secs(5),
+        max_message_bytes: crate::config::MAX_MESSAGE_BYTES,
     }
 }
 
@@ -61,6 +62,11 @@ impl<E: Send + 'static> TestServer<E> {
     /// `http://127.0.0.1:port`, for clients.
     pub fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// Whether the server has stopped (its `serve` returned).
+    pub fn is_finished(&self) -> bool {
+        self.task.is_finished()
     }
 
     /// Starts the shutdown without waiting for it.
@@ -163,4 +169,46 @@ pub fn backends() -> Vec<Backend> {
     );
     eprintln!("warning: MESHMART_TEST_POSTGRES_URL is not set; testing on SQLite only");
     vec![Backend::Sqlite]
+}
+
+/// The services that server reflection (v1) lists on `channel`.
+pub async fn reflected_services(
+    channel: tonic::transport::Channel,
+) -> std::collections::BTreeSet<String> {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut replies = ServerReflectionClient::new(channel)
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection call")
+        .into_inner();
+    let reply = replies
+        .message()
+        .await
+        .expect("reflection reply")
+        .expect("a reflection message");
+    match reply.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
+        other => panic!("unexpected reflection reply: {other:?}"),
+    }
+}
+
+/// What reflection should list on a service's port: its own services, health and reflection.
+pub fn served_services(own: &[&str]) -> std::collections::BTreeSet<String> {
+    own.iter()
+        .chain(&[
+            "grpc.health.v1.Health",
+            "grpc.reflection.v1.ServerReflection",
+            "grpc.reflection.v1alpha.ServerReflection",
+        ])
+        .map(|name| (*name).to_owned())
+        .collect()
 }

@@ -28,18 +28,8 @@ impl From<Error> for Status {
             Error::NotFound(id) => product_status(Code::NotFound, message, &id),
             Error::AlreadyExists(id) => product_status(Code::AlreadyExists, message, &id),
             Error::KeyReused(_) => Status::already_exists(message),
-            // Codes that say "try again" keep their meaning, so the mesh can retry this
-            // call; anything else from below is this service's failure, not the caller's.
-            Error::Inventory(status) => match status.code() {
-                Code::Unavailable
-                | Code::DeadlineExceeded
-                | Code::Cancelled
-                | Code::ResourceExhausted => Status::new(status.code(), message),
-                _ => {
-                    tracing::error!(code = ?status.code(), error = status.message(), "stock lookup failed");
-                    Status::internal("stock lookup failed")
-                }
-            },
+            // Nothing inventory answers is the caller's doing: the shared rule applies.
+            Error::Inventory(status) => meshmart::client::downstream_failure("inventory", &status),
             Error::Database(error) => meshmart::db::status(&error),
         }
     }

@@ -89,6 +89,20 @@ impl Catalog {
             .pop()
             .ok_or(Error::NotFound(id))
     }
+
+    /// After a write has committed: the product with its stock, or without it (and `true`)
+    /// when the lookup fails. A committed write must never answer an error, or the caller
+    /// would take it for a write that did not happen.
+    async fn written_with_stock(&self, record: ProductRecord) -> (pb::Product, bool) {
+        match self.with_stock(vec![record.clone()]).await {
+            Ok(mut products) if products.len() == 1 => (products.remove(0), false),
+            Ok(_) => (product(record, 0), true),
+            Err(error) => {
+                tracing::warn!(product_id = %record.product_id, %error, "written, but the stock lookup failed");
+                (product(record, 0), true)
+            }
+        }
+    }
 }
 
 #[tonic::async_trait]
@@ -149,9 +163,10 @@ impl CatalogService for Catalog {
         if outcome == Created::Now {
             self.metrics.products_created.inc();
         }
-        let product = self.one_with_stock(created).await?;
+        let (product, stock_unknown) = self.written_with_stock(created).await;
         Ok(Response::new(pb::CreateProductResponse {
             product: Some(product),
+            stock_unknown,
         }))
     }
 
@@ -163,9 +178,10 @@ impl CatalogService for Catalog {
         let (id, changes) = validate::update(request.get_ref())?;
         tracing::Span::current().record("name", format!("products/{id}"));
         let updated = self.store.update(&id, &changes).await?;
-        let product = self.one_with_stock(updated).await?;
+        let (product, stock_unknown) = self.written_with_stock(updated).await;
         Ok(Response::new(pb::UpdateProductResponse {
             product: Some(product),
+            stock_unknown,
         }))
     }
 }

@@ -105,7 +105,13 @@ async fn in_flight_calls_finish_after_health_turns_not_serving() {
     }
     assert!(refused, "new connections were still accepted");
 
-    // The call in flight completes normally once inventory answers.
+    // The drain waits for the call: the server has not stopped while the call is held...
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !shop.catalog.is_finished(),
+        "the server stopped with a call in flight"
+    );
+    // ...and the call completes normally once inventory answers.
     fake.gate.as_ref().unwrap().add_permits(1);
     let product = in_flight
         .await
@@ -139,13 +145,15 @@ async fn the_grace_period_bounds_the_drain() {
     });
     fake.arrived.notified().await;
     // Inventory does not answer; the server still stops once the grace period is over,
-    // with the call still in flight.
-    shop.catalog.stop().await.unwrap();
-    assert!(!in_flight.is_finished());
-    // In a process, exit ends the abandoned call; here the test ends it by failing the
-    // inventory call, and the caller sees an error rather than a success.
-    fake.gate.as_ref().unwrap().close();
+    // says it abandoned the call, and fails (so the process exits non-zero).
+    let stopped = shop.catalog.stop().await;
+    assert!(
+        matches!(stopped, Err(meshmart::Error::Abandoned { calls: 1, .. })),
+        "{stopped:?}"
+    );
+    // The abandoned call's connection is closed: the caller sees an error, not a hang.
     assert!(in_flight.await.unwrap().is_err());
+    fake.gate.as_ref().unwrap().close();
     drop(shop.client);
     inventory.stop().await.unwrap();
 }

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use meshmart::{
     context::parse_grpc_timeout,
-    proto::catalog::{GetProductRequest, ListProductsRequest},
+    proto::{
+        catalog::{CreateProductRequest, GetProductRequest, ListProductsRequest, Product},
+        google::r#type::Money,
+    },
     testing::{self, Backend},
 };
 use support::fake_inventory::FakeInventory;
@@ -138,8 +141,50 @@ async fn inventory_out_of_reach_is_unavailable() {
         })
         .await
         .unwrap_err();
-    // UNAVAILABLE, so the mesh knows a retry (elsewhere) may succeed.
+    // UNAVAILABLE, so the caller knows a retry later may succeed; marked so that the
+    // caller's route does not retry what inventory's route already did.
     assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(
+        status
+            .metadata()
+            .get(meshmart::client::NO_RETRY_HEADER)
+            .is_some(),
+        "{status:?}"
+    );
+
+    // A create whose row committed never answers an error because the stock lookup after
+    // it failed: the product comes back with its stock unknown, and a retry with the same
+    // request_id returns the same product.
+    let create = CreateProductRequest {
+        product_id: "moka-pot".into(),
+        request_id: "req-moka-1".into(),
+        product: Some(Product {
+            display_name: "Moka pot".into(),
+            description: "Stovetop".into(),
+            price: Some(Money {
+                currency_code: "EUR".into(),
+                units: 35,
+                nanos: 0,
+            }),
+            ..Product::default()
+        }),
+    };
+    let first = shop
+        .client
+        .create_product(create.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(first.stock_unknown);
+    let again = shop
+        .client
+        .create_product(create)
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.stock_unknown);
+    assert_eq!(first.product, again.product);
+    assert_eq!(first.product.unwrap().name, "products/moka-pot");
     // A request the catalog can answer alone still fails fast and clearly.
     let status = shop
         .client

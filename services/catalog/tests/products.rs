@@ -340,3 +340,18 @@ async fn create_is_idempotent_on_request_id() {
     assert_eq!(status.code(), Code::AlreadyExists);
     shop.stop().await;
 }
+
+#[tokio::test]
+async fn reflection_lists_only_the_catalog() {
+    let shop = support::start("reflection").await;
+    let channel = tonic::transport::Channel::from_shared(shop.catalog.endpoint())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    assert_eq!(
+        meshmart::testing::reflected_services(channel).await,
+        meshmart::testing::served_services(&["meshmart.catalog.v1.CatalogService"])
+    );
+    shop.stop().await;
+}

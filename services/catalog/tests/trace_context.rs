@@ -54,6 +54,18 @@ async fn traceparent_reaches_inventory_in_the_same_trace() {
         "traceparent",
         format!("00-{trace_id}-{caller_span}-01").parse().unwrap(),
     );
+    // The caller's B3 headers, as Istio's sidecar would add them.
+    request
+        .metadata_mut()
+        .insert("b3", format!("{trace_id}-{caller_span}-1").parse().unwrap());
+    for (name, value) in [
+        ("x-b3-traceid", trace_id),
+        ("x-b3-spanid", caller_span),
+        ("x-b3-parentspanid", "1111111111111111"),
+        ("x-b3-sampled", "1"),
+    ] {
+        request.metadata_mut().insert(name, value.parse().unwrap());
+    }
     shop.client.get_product(request).await.unwrap();
 
     let recorded = fake.recorded.lock().await;
@@ -70,6 +82,17 @@ async fn traceparent_reaches_inventory_in_the_same_trace() {
         "a new span, the catalog's: {traceparent}"
     );
     assert_eq!(parts[3], "01", "sampled, as the caller decided");
+    // The B3 headers name the same trace and the same parent as traceparent.
+    let header = |name: &str| {
+        recorded.metadata[0]
+            .get(name)
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    assert_eq!(header("x-b3-traceid").as_deref(), Some(trace_id));
+    assert_eq!(header("x-b3-spanid").as_deref(), Some(parts[2]));
+    assert_eq!(header("x-b3-sampled").as_deref(), Some("1"));
+    assert_eq!(header("x-b3-parentspanid"), None, "the caller's, stale");
+    assert_eq!(header("b3"), Some(format!("{trace_id}-{}-1", parts[2])));
     drop(recorded);
     shop.stop().await;
     inventory.stop().await.unwrap();
