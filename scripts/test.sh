@@ -58,10 +58,11 @@ MESHMART_REQUIRE_POSTGRES=1 scripts/with-postgres.sh cargo test --workspace --lo
 step_done
 
 # One closing line for the whole suite: cargo's last lines are per-binary (often a crate's
-# doc tests, with nothing in them), and pytest's come before them.
+# doc tests, with nothing in them), and pytest's come before them (past a minute, pytest
+# adds the time as "(0:01:52)" to its summary line).
 awk '
     /^test result: / { passed += $4; failed += $6; skipped += $8 }
-    /^=+ .*(passed|failed).* in [0-9.]+s =+$/ {
+    /^=+ .*(passed|failed).* in [0-9.]+s( \([0-9:]+\))? =+$/ {
         for (i = 2; i < NF; i++) {
             n = $i + 0; word = $(i + 1); sub(/,$/, "", word)
             if (word == "passed") passed += n
