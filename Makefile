@@ -17,9 +17,11 @@ tools: ## install the pinned test tools into .tools/
 fmt: ## format the Rust code
 	cargo fmt --all
 
-lint: tools ## rustfmt, buf lint and clippy only
+lint: tools ## rustfmt, buf lint and breaking, cargo deny, clippy only
 	cargo fmt --all --check
 	.tools/bin/buf lint
+	.tools/bin/buf breaking --against contracts/meshmart.binpb
+	PATH="$(CURDIR)/.tools/bin:$$PATH" cargo deny --workspace --locked check -D warnings licenses bans sources
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 deploy-check: tools ## check k8s/, istio/ and helm/ (render, schemas, cross-references, checkov, yamllint)

