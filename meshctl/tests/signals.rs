@@ -1,0 +1,58 @@
+//! A service process stops the way a supervisor expects: SIGTERM starts the drain, and a
+//! second SIGTERM ends the process at once, with the exit code of a process killed by it.
+
+// Integration tests: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::{process::Stdio, time::Duration};
+
+use meshmart::probe::{HealthProbe, ServingStatus, wait_until_serving};
+use nix::{sys::signal::Signal, unistd::Pid};
+use tokio::process::Command;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn a_second_sigterm_ends_the_drain_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args(["serve", "inventory"])
+        .env("GRPC_ADDR", &grpc)
+        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("DATA_DIR", dir.path())
+        // Far longer than the test: only the second signal can end it in time.
+        .env("SHUTDOWN_DRAIN_DELAY_SECS", "600")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let endpoint = format!("http://{grpc}");
+    wait_until_serving(&endpoint, "", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    // The drain has started (health says so) and the process is still there.
+    HealthProbe::new(&endpoint, "")
+        .wait_for(ServingStatus::NotServing, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert!(child.try_wait().unwrap().is_none());
+
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("the second SIGTERM did not end the process")
+        .unwrap();
+    assert_eq!(status.code(), Some(143), "{status}");
+}
