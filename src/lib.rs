@@ -11,6 +11,7 @@ pub mod db;
 pub mod demo;
 mod error;
 pub mod metrics;
+pub mod probe;
 pub mod proto;
 pub mod runtime;
 pub mod server;
