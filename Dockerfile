@@ -10,7 +10,8 @@
 # The channel of rust-toolchain.toml (tests/deploy checks they agree).
 ARG RUST_VERSION=1.95.0
 
-# ---- build: one service's release binary, with the dependencies Cargo.lock pins.
+# ---- build: one service's binary in the dist profile (fat LTO: what the benchmarks
+# measure), with the dependencies Cargo.lock pins.
 FROM docker.io/library/rust:${RUST_VERSION}-bookworm AS build
 ARG RUST_VERSION
 ARG SERVICE
@@ -25,8 +26,8 @@ COPY . .
 RUN --mount=type=cache,id=meshmart-cargo-registry,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,id=meshmart-target-${TARGETARCH},target=/src/target,sharing=locked \
     test -n "${SERVICE}" || { echo "build with --build-arg SERVICE=<service>" >&2; exit 1; }; \
-    cargo build --release --locked -p "${SERVICE}" --bin "${SERVICE}" \
-    && install -D -m 0755 "target/release/${SERVICE}" /out/service \
+    cargo build --profile dist --locked -p "${SERVICE}" --bin "${SERVICE}" \
+    && install -D -m 0755 "target/dist/${SERVICE}" /out/service \
     && install -d -o 65532 -g 65532 /out/data
 
 # ---- runtime: glibc and CA certificates, no shell, no package manager, a non-root user.

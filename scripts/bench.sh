@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks meshmart on loopback and writes docs/benchmarks.md.
 #
-# Builds the release binaries, then in one run on this machine:
+# Builds the binaries in the dist profile (what the images ship: fat LTO, one codegen unit),
+# then in one run on this machine:
 #   - binary sizes, and start-to-SERVING times (loadgen startup, 5 starts per service);
 #   - starts echo (the raw tonic baseline on the same runtime), inventory and catalog,
 #     pinned to one CPU, with the load generator pinned to another;
@@ -33,7 +34,7 @@ LOADGEN_CPUS="${BENCH_LOADGEN_CPUS:-0}"
 PIN="${BENCH_PIN:-1}"
 OUT="${BENCH_OUT:-docs/benchmarks.md}"
 PROFILE="${BENCH_PROFILE:-1}"
-BIN="${CARGO_TARGET_DIR:-target}/release"
+BIN="${CARGO_TARGET_DIR:-target}/dist"
 CLK_TCK="$(getconf CLK_TCK)"
 
 for tool in jq awk cargo; do
@@ -82,9 +83,9 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'; }
 
 started_at="$(date +%s)"
-echo "bench: building release binaries" >&2
+echo "bench: building the dist binaries" >&2
 build_start="$(date +%s)"
-run cargo build --release --locked -p catalog -p inventory -p echo -p loadgen
+run cargo build --profile dist --locked -p catalog -p inventory -p echo -p loadgen
 build_secs=$(( $(date +%s) - build_start ))
 measure_start="$(date +%s)"
 
@@ -236,9 +237,9 @@ memory="$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 loadavg="$(cut -d' ' -f1-3 /proc/loadavg)"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 dirty="$( [[ -n "$(git status --porcelain 2>/dev/null)" ]] && echo " (with uncommitted changes)" || true)"
-profile_note="the workspace default (no LTO, 16 codegen units, symbols kept)"
-overrides="$(env | grep '^CARGO_PROFILE_RELEASE_' | sort | tr '\n' ' ' || true)"
-[[ -n "$overrides" ]] && profile_note="the workspace default with \`$overrides\`"
+profile_note="\`dist\` (\`[profile.dist]\` in Cargo.toml: fat LTO, one codegen unit, symbols stripped), as the images"
+overrides="$(env | grep -E '^CARGO_PROFILE_(RELEASE|DIST)_' | sort | tr '\n' ' ' || true)"
+[[ -n "$overrides" ]] && profile_note="$profile_note, with \`$overrides\`"
 placement="services on CPU $SERVICE_CPUS, load generator on CPU $LOADGEN_CPUS (\`taskset\`)"
 [[ "$PIN" == 1 ]] || placement="not pinned: services and load generator share all $cpus CPUs"
 
@@ -278,7 +279,7 @@ run the script again. Every figure below comes from that one run, on one machine
 | load average at the end | $loadavg (other work on the machine shows here) |
 | rustc | $(rustc -V) |
 | tonic / hyper / h2 / tokio / sqlx | $(version tonic) / $(version hyper) / $(version h2) / $(version tokio) / $(version sqlx) |
-| release profile | $profile_note |
+| profile | $profile_note |
 | build | ${build_secs}s (incremental when the binaries were already built); measuring: ${measure_secs}s |
 
 ## GetProduct against the echo baseline, closed loop
@@ -361,7 +362,7 @@ done
 echo "| loadgen | $(size_mib "${SIZE[loadgen]}") / $(size_mib "${STRIPPED[loadgen]}") | | | | | |"
 cat <<EOF
 
-- Binaries as \`cargo build --release\` leaves them ($debug_info); *stripped* is \`strip\` of a copy.
+- Binaries as \`cargo build --profile dist\` leaves them ($debug_info); *stripped* is \`strip\` of a copy.
 - Start to SERVING: \`loadgen startup\` spawns the binary and polls \`grpc.health.v1.Health/Check\`: refused
   connections are retried every 1 ms, and once the port is bound the check waits in the backlog and is
   answered the moment the server runs, so the figure is late by at most ~1 ms and never early. The

@@ -12,6 +12,7 @@ pub mod demo;
 mod error;
 pub mod health;
 pub mod metrics;
+pub mod probe;
 pub mod proto;
 pub mod runtime;
 pub mod server;

@@ -4,57 +4,110 @@
 //!   on its fixed loopback port, with embedded storage, until Ctrl-C or SIGTERM.
 //! - `meshctl serve <service>` runs one service in this process, configured from the
 //!   environment exactly like the service's own binary.
+//! - `meshctl completions <shell>` prints shell completions.
 
 // A command line tool talks to its user on stdout.
 #![allow(clippy::print_stdout)]
 
+mod children;
 mod up;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-meshctl: run meshmart on this machine
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
-usage:
-  meshctl up [--data-dir DIR] [--port-offset N]
-      start every service on 127.0.0.1 (catalog :50051, inventory :50052), wait until all
-      report SERVING, print commands to try, and stop them all on Ctrl-C or SIGTERM.
-      --data-dir     where the services keep their SQLite databases (default: data)
-      --port-offset  add N to every port, to run a second shop beside the first
-  meshctl serve <catalog|inventory>
-      run one service in this process, configured from the environment
-  meshctl help
-";
+/// Run meshmart on this machine.
+#[derive(Debug, Parser)]
+#[command(name = "meshctl", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole shop on 127.0.0.1 until Ctrl-C or SIGTERM
+    ///
+    /// Start every service as its own process on its fixed port (catalog 127.0.0.1:50051,
+    /// inventory 127.0.0.1:50052), wait until all report SERVING, print commands to try,
+    /// and stop them all on Ctrl-C or SIGTERM.
+    #[command(after_help = up::AFTER_HELP)]
+    Up(up::Options),
+    /// Run one service in this process
+    ///
+    /// Configured from the environment exactly like the service's own binary (README:
+    /// Configuration); `meshctl up` runs each service this way.
+    Serve {
+        #[arg(value_enum)]
+        service: Service,
+    },
+    /// Print shell completions
+    ///
+    /// For example:
+    ///   meshctl completions bash > ~/.local/share/bash-completion/completions/meshctl
+    ///   meshctl completions zsh > ~/.zfunc/_meshctl
+    ///   meshctl completions fish > ~/.config/fish/completions/meshctl.fish
+    #[command(verbatim_doc_comment)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// The services `meshctl serve` can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Service {
+    Catalog,
+    Inventory,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("up") => match up::Options::parse(&args[1..]) {
-            Ok(options) => up::run(&options),
-            Err(error) => usage_error(&error),
-        },
-        Some("serve") => match args.get(1).map(String::as_str) {
-            Some("catalog") => {
-                meshmart::runtime::main(catalog::SERVICE, catalog::Config::from_env, catalog::serve)
-            }
-            Some("inventory") => meshmart::runtime::main(
-                inventory::SERVICE,
-                inventory::Config::from_env,
-                inventory::serve,
-            ),
-            Some(other) => usage_error(&format!("unknown service {other:?}")),
-            None => usage_error("serve needs a service name"),
-        },
-        Some("help" | "-h" | "--help") => {
-            print!("{USAGE}");
+    // Usage errors exit with 2 and name the argument; --help and --version exit with 0.
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Up(options) => up::run(&options),
+        Command::Serve {
+            service: Service::Catalog,
+        } => meshmart::runtime::main(catalog::SERVICE, catalog::Config::from_env, catalog::serve),
+        Command::Serve {
+            service: Service::Inventory,
+        } => meshmart::runtime::main(
+            inventory::SERVICE,
+            inventory::Config::from_env,
+            inventory::serve,
+        ),
+        Command::Completions { shell } => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "meshctl",
+                &mut std::io::stdout(),
+            );
             ExitCode::SUCCESS
         }
-        Some(other) => usage_error(&format!("unknown command {other:?}")),
-        None => usage_error("no command given"),
     }
 }
 
-fn usage_error(message: &str) -> ExitCode {
-    eprintln!("meshctl: {message}\n\n{USAGE}");
-    ExitCode::from(2)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn serve_takes_a_known_service() {
+        let cli = Cli::try_parse_from(["meshctl", "serve", "inventory"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Serve {
+                service: Service::Inventory
+            }
+        ));
+        let error = Cli::try_parse_from(["meshctl", "serve", "orders"]).unwrap_err();
+        assert_eq!(error.kind(), clap::error::ErrorKind::InvalidValue);
+        assert!(error.to_string().contains("catalog, inventory"), "{error}");
+    }
 }

@@ -5,24 +5,16 @@
 //! real socket.
 
 use std::{
-    io::Write,
     net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
-    process::{ExitCode, Stdio},
+    process::ExitCode,
     time::Duration,
 };
 
-use meshmart::config::ServiceInfo;
-use nix::{sys::signal::Signal, unistd::Pid};
-use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, BufReader},
-    process::{Child, Command},
-    time::Instant,
-};
-use tonic::transport::Endpoint;
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use meshmart::{config::ServiceInfo, probe};
+use tokio::time::Instant;
+
+use crate::children::{self, Child, Signals, SpawnError};
 
 /// The services `up` starts, in start order: dependencies first.
 const SERVICES: &[ServiceInfo] = &[inventory::SERVICE, catalog::SERVICE];
@@ -30,40 +22,31 @@ const SERVICES: &[ServiceInfo] = &[inventory::SERVICE, catalog::SERVICE];
 /// How long the shop may take to report SERVING before `up` gives up.
 const START_TIMEOUT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Below the options in `meshctl up --help`.
+pub(crate) const AFTER_HELP: &str = "\
+Environment:
+  Every service variable (README: Configuration) is passed on to the services, except
+  GRPC_ADDR, METRICS_ADDR, DATA_DIR and INVENTORY_ADDR, which meshctl sets.
+  LOG_FORMAT                  text unless set
+  SHUTDOWN_DRAIN_DELAY_SECS   after SIGTERM, how long a service keeps serving (default 0)
+  SHUTDOWN_GRACE_PERIOD_SECS  then, how long calls in flight may take (default 20)
+
+On SIGTERM or Ctrl-C every service gets SIGTERM; one that has not exited after its drain
+delay plus grace period plus 5 s gets SIGKILL. A second Ctrl-C kills them all at once.
+The exit code is 0 only if every service stopped cleanly by itself.";
+
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub(crate) struct Options {
+    /// Where the services keep their SQLite databases
+    #[arg(long, value_name = "DIR", default_value = "data")]
     data_dir: PathBuf,
+    /// Add N to every port, to run a second shop beside the first
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u16).range(0..=10_000))]
     port_offset: u16,
 }
 
 impl Options {
-    pub(crate) fn parse(args: &[String]) -> Result<Self, String> {
-        let mut options = Self {
-            data_dir: PathBuf::from("data"),
-            port_offset: 0,
-        };
-        let mut args = args.iter();
-        while let Some(arg) = args.next() {
-            let mut value = |name: &str| {
-                args.next()
-                    .cloned()
-                    .ok_or_else(|| format!("{name} needs a value"))
-            };
-            match arg.as_str() {
-                "--data-dir" => options.data_dir = PathBuf::from(value("--data-dir")?),
-                "--port-offset" => {
-                    options.port_offset = value("--port-offset")?
-                        .parse()
-                        .ok()
-                        .filter(|offset| *offset <= 10_000)
-                        .ok_or("--port-offset must be a whole number from 0 to 10000")?;
-                }
-                other => return Err(format!("unknown option {other:?}")),
-            }
-        }
-        Ok(options)
-    }
-
     fn grpc_addr(&self, service: &ServiceInfo) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, service.grpc_port + self.port_offset))
     }
@@ -73,6 +56,23 @@ impl Options {
             Ipv4Addr::LOCALHOST,
             service.metrics_port() + self.port_offset,
         ))
+    }
+
+    /// What meshctl sets for a child, on top of its own environment.
+    fn child_vars(&self, service: &ServiceInfo) -> Vec<(&'static str, String)> {
+        let inventory = self.grpc_addr(&inventory::SERVICE);
+        vec![
+            ("GRPC_ADDR", self.grpc_addr(service).to_string()),
+            ("METRICS_ADDR", self.metrics_addr(service).to_string()),
+            ("DATA_DIR", self.data_dir.display().to_string()),
+            ("INVENTORY_ADDR", format!("http://{inventory}")),
+            // Children write through pipes, so pick their log format for the terminal
+            // meshctl is on.
+            (
+                "LOG_FORMAT",
+                std::env::var("LOG_FORMAT").unwrap_or_else(|_| "text".to_owned()),
+            ),
+        ]
     }
 }
 
@@ -90,16 +90,18 @@ pub(crate) fn run(options: &Options) -> ExitCode {
     runtime.block_on(up(options))
 }
 
-struct Running {
-    service: ServiceInfo,
-    child: Child,
-}
-
 async fn up(options: &Options) -> ExitCode {
     let exe = match std::env::current_exe() {
         Ok(exe) => exe,
         Err(error) => {
             eprintln!("meshctl: cannot find my own executable: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut signals = match Signals::listen() {
+        Ok(signals) => signals,
+        Err(error) => {
+            eprintln!("meshctl: cannot listen for SIGTERM and SIGINT: {error}");
             return ExitCode::FAILURE;
         }
     };
@@ -110,14 +112,17 @@ async fn up(options: &Options) -> ExitCode {
         .unwrap_or_default();
     let mut running = Vec::new();
     for service in SERVICES {
-        match spawn(&exe, options, service, width) {
-            Ok(child) => running.push(Running {
-                service: *service,
-                child,
-            }),
+        let prefix = format!("{:width$} | ", service.name);
+        match Child::spawn(&exe, *service, &options.child_vars(service), &prefix) {
+            Ok(child) => running.push(child),
             Err(error) => {
                 eprintln!("meshctl: cannot start {}: {error}", service.name);
-                return stop_all(running).await;
+                children::stop_all(running, &mut signals).await;
+                return match error {
+                    // As the service itself would: a configuration it cannot start with.
+                    SpawnError::Config(_) => ExitCode::from(2),
+                    SpawnError::Io(_) => ExitCode::FAILURE,
+                };
             }
         }
     }
@@ -127,123 +132,60 @@ async fn up(options: &Options) -> ExitCode {
         ready = wait_until_serving(options, &mut running) => {
             if let Err(error) = ready {
                 eprintln!("meshctl: {error}; stopping");
-                stop_all(running).await;
+                children::stop_all(running, &mut signals).await;
                 return ExitCode::FAILURE;
             }
         }
-        () = meshmart::shutdown::signal() => return stop_all(running).await,
+        _ = signals.next() => return exit_code(children::stop_all(running, &mut signals).await),
     }
     print_welcome(options, started.elapsed());
 
     tokio::select! {
-        () = meshmart::shutdown::signal() => {}
+        _ = signals.next() => {}
         exited = first_exit(&mut running) => {
             eprintln!("meshctl: {exited}; stopping the others");
-            stop_all(running).await;
+            children::stop_all(running, &mut signals).await;
             return ExitCode::FAILURE;
         }
     }
-    stop_all(running).await
+    exit_code(children::stop_all(running, &mut signals).await)
 }
 
-fn spawn(
-    exe: &std::path::Path,
-    options: &Options,
-    service: &ServiceInfo,
-    width: usize,
-) -> std::io::Result<Child> {
-    let inventory = options.grpc_addr(&inventory::SERVICE);
-    let mut child = Command::new(exe)
-        .args(["serve", service.name])
-        .env("GRPC_ADDR", options.grpc_addr(service).to_string())
-        .env("METRICS_ADDR", options.metrics_addr(service).to_string())
-        .env("DATA_DIR", &options.data_dir)
-        .env("INVENTORY_ADDR", format!("http://{inventory}"))
-        // Children write through pipes, so pick their log format for the terminal meshctl is on.
-        .env(
-            "LOG_FORMAT",
-            std::env::var("LOG_FORMAT").unwrap_or_else(|_| "text".to_owned()),
-        )
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()?;
-    let prefix = format!("{:width$} | ", service.name);
-    if let Some(stdout) = child.stdout.take() {
-        tokio::spawn(prefix_lines(stdout, prefix.clone(), false));
-    }
-    if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(prefix_lines(stderr, prefix, true));
-    }
-    Ok(child)
-}
-
-/// Copies a child's output line by line, each line marked with the service's name.
-async fn prefix_lines(stream: impl AsyncRead + Unpin, prefix: String, to_stderr: bool) {
-    let mut lines = BufReader::new(stream).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        // A closed terminal or pipe must not take the shop down with a panic: drop the line.
-        let _ = if to_stderr {
-            writeln!(std::io::stderr(), "{prefix}{line}")
-        } else {
-            writeln!(std::io::stdout(), "{prefix}{line}")
-        };
+fn exit_code(clean: bool) -> ExitCode {
+    if clean {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 
-/// Polls every service's health until all say SERVING, a child exits, or time runs out.
-async fn wait_until_serving(options: &Options, running: &mut [Running]) -> Result<(), String> {
+/// Waits until every service says SERVING, one after another, within [`START_TIMEOUT`]
+/// in all; fails as soon as a child exits.
+async fn wait_until_serving(options: &Options, running: &mut [Child]) -> Result<(), String> {
     let deadline = Instant::now() + START_TIMEOUT;
-    for r in running.iter_mut() {
-        let endpoint = format!("http://{}", options.grpc_addr(&r.service));
-        loop {
-            if let Ok(Some(status)) = r.child.try_wait() {
-                return Err(format!(
-                    "{} exited during start-up ({status})",
-                    r.service.name
-                ));
+    for child in running.iter_mut() {
+        let endpoint = format!("http://{}", options.grpc_addr(&child.service));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let name = child.service.name;
+        tokio::select! {
+            ready = probe::wait_until_serving(&endpoint, "", left) => {
+                ready.map_err(|error| format!("{name} is not serving: {error}"))?;
             }
-            if is_serving(&endpoint).await {
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "{} did not report SERVING within {START_TIMEOUT:?}",
-                    r.service.name
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            exited = exit_of(child) => return Err(format!("{name} {exited} during start-up")),
         }
     }
     Ok(())
 }
 
-async fn is_serving(endpoint: &str) -> bool {
-    let Ok(endpoint) = Endpoint::from_shared(endpoint.to_owned()) else {
-        return false;
-    };
-    let Ok(channel) = endpoint.connect().await else {
-        return false;
-    };
-    let mut client = HealthClient::new(channel);
-    let reply = client
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await;
-    matches!(reply, Ok(reply) if reply.get_ref().status() == ServingStatus::Serving)
-}
-
 /// Completes when any child exits, saying which.
-async fn first_exit(running: &mut [Running]) -> String {
+async fn first_exit(running: &mut [Child]) -> String {
     loop {
-        for r in running.iter_mut() {
-            match r.child.try_wait() {
-                Ok(Some(status)) => return format!("{} exited ({status})", r.service.name),
+        for child in running.iter_mut() {
+            match child.exited() {
+                Ok(Some(status)) => return format!("{} exited ({status})", child.service.name),
                 Ok(None) => {}
                 Err(error) => {
-                    return format!("{} could not be waited for: {error}", r.service.name);
+                    return format!("{} could not be waited for: {error}", child.service.name);
                 }
             }
         }
@@ -251,39 +193,15 @@ async fn first_exit(running: &mut [Running]) -> String {
     }
 }
 
-/// Sends SIGTERM to every child (in reverse start order, callers before callees) and waits
-/// for all of them. Success only if every one drained and exited 0.
-async fn stop_all(mut running: Vec<Running>) -> ExitCode {
-    for r in running.iter().rev() {
-        if let Some(pid) = r.child.id().and_then(|id| i32::try_from(id).ok()) {
-            // Already gone is fine: there is nothing left to stop.
-            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGTERM);
+/// Completes when `child` exits: `exited (status)`.
+async fn exit_of(child: &mut Child) -> String {
+    loop {
+        match child.exited() {
+            Ok(Some(status)) => return format!("exited ({status})"),
+            Ok(None) => {}
+            Err(error) => return format!("could not be waited for ({error})"),
         }
-    }
-    let mut clean = true;
-    for r in running.iter_mut().rev() {
-        match r.child.wait().await {
-            Ok(status) if status.success() => {
-                let _ = writeln!(
-                    std::io::stdout(),
-                    "meshctl: {} stopped cleanly",
-                    r.service.name
-                );
-            }
-            Ok(status) => {
-                clean = false;
-                eprintln!("meshctl: {} stopped with {status}", r.service.name);
-            }
-            Err(error) => {
-                clean = false;
-                eprintln!("meshctl: cannot wait for {}: {error}", r.service.name);
-            }
-        }
-    }
-    if clean {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::FAILURE
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -311,16 +229,23 @@ fn print_welcome(options: &Options, took: Duration) {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser;
+
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    #[derive(Debug, Parser)]
+    struct Up {
+        #[command(flatten)]
+        options: Options,
+    }
+
+    fn parse(args: &[&str]) -> Result<Options, clap::Error> {
+        Up::try_parse_from(std::iter::once("up").chain(args.iter().copied())).map(|up| up.options)
     }
 
     #[test]
     fn options() {
-        let parsed =
-            Options::parse(&args(&["--data-dir", "/tmp/x", "--port-offset", "100"])).unwrap();
+        let parsed = parse(&["--data-dir", "/tmp/x", "--port-offset", "100"]).unwrap();
         assert_eq!(parsed.data_dir, PathBuf::from("/tmp/x"));
         assert_eq!(
             parsed.grpc_addr(&catalog::SERVICE),
@@ -330,8 +255,15 @@ mod tests {
             parsed.metrics_addr(&inventory::SERVICE),
             "127.0.0.1:9152".parse().unwrap()
         );
-        assert!(Options::parse(&args(&["--port-offset", "x"])).is_err());
-        assert!(Options::parse(&args(&["--data-dir"])).is_err());
-        assert!(Options::parse(&args(&["--verbose"])).is_err());
+        assert_eq!(parse(&[]).unwrap().data_dir, PathBuf::from("data"));
+        for (args, needle) in [
+            (&["--port-offset", "x"][..], "--port-offset"),
+            (&["--port-offset", "10001"][..], "--port-offset"),
+            (&["--data-dir"][..], "--data-dir"),
+            (&["--verbose"][..], "--verbose"),
+        ] {
+            let error = parse(args).unwrap_err().to_string();
+            assert!(error.contains(needle), "{args:?}: {error}");
+        }
     }
 }

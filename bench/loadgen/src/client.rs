@@ -3,19 +3,19 @@
 
 use std::time::Duration;
 
-use meshmart::proto::{
-    catalog::{
-        GetProductRequest, ListProductsRequest, catalog_service_client::CatalogServiceClient,
+use meshmart::{
+    probe::{HealthProbe, ServingStatus},
+    proto::{
+        catalog::{
+            GetProductRequest, ListProductsRequest, catalog_service_client::CatalogServiceClient,
+        },
+        echo::{EchoRequest, echo_service_client::EchoServiceClient},
     },
-    echo::{EchoRequest, echo_service_client::EchoServiceClient},
 };
 use tokio::time::Instant;
 use tonic::{
     Code,
     transport::{Channel, Endpoint},
-};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
 use crate::{
@@ -81,60 +81,26 @@ fn endpoint(url: &str) -> Result<Endpoint, Error> {
 }
 
 /// Waits until every service the mix calls reports SERVING, polling its health, for at
-/// most `options.wait_timeout`. In a cluster the load generator may start before the shop
-/// does; it waits rather than fails.
+/// most `options.wait_timeout` in all. In a cluster the load generator may start before
+/// the shop does; it waits rather than fails.
 pub async fn wait_until_serving(options: &Options) -> Result<(), Error> {
     let deadline = Instant::now() + options.wait_timeout;
     for target in options.mix.targets() {
         let url = options.target(target);
-        let mut attempts = 0u64;
-        loop {
-            let status = health(url, target.health_service(), Duration::from_secs(2)).await;
-            if status == Ok(ServingStatus::Serving) {
-                tracing::info!(service = target.name(), url, "service is serving");
-                break;
-            }
-            if Instant::now() >= deadline {
-                return Err(Error::NotServing {
-                    target: target.name(),
-                    url: url.to_owned(),
-                    waited: options.wait_timeout,
-                    last: match status {
-                        Ok(status) => format!("{status:?}"),
-                        Err(error) => error,
-                    },
-                });
-            }
-            // Every 5 s, so a stuck start-up is visible without flooding the log.
-            if attempts.is_multiple_of(20) {
-                tracing::info!(service = target.name(), url, status = ?status, "waiting for service to report serving");
-            }
-            attempts += 1;
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        HealthProbe::new(url, target.health_service())
+            // Often enough to start soon after the service does, rarely enough not to
+            // flood one that is starting.
+            .interval(Duration::from_millis(250))
+            .wait_for(ServingStatus::Serving, left)
+            .await
+            .map_err(|source| Error::NotServing {
+                target: target.name(),
+                source,
+            })?;
+        tracing::info!(service = target.name(), url, "service is serving");
     }
     Ok(())
-}
-
-/// The health status of `service` at `url`, or why it could not be had.
-pub async fn health(url: &str, service: &str, timeout: Duration) -> Result<ServingStatus, String> {
-    let check = async {
-        let channel = endpoint(url)
-            .map_err(|e| e.to_string())?
-            .connect()
-            .await
-            .map_err(|e| e.to_string())?;
-        let reply = HealthClient::new(channel)
-            .check(HealthCheckRequest {
-                service: service.to_owned(),
-            })
-            .await
-            .map_err(|status| format!("{:?}", status.code()))?;
-        Ok(reply.get_ref().status())
-    };
-    tokio::time::timeout(timeout, check)
-        .await
-        .unwrap_or_else(|_| Err("timed out".to_owned()))
 }
 
 /// The products to ask for: every product the catalog lists (at most 1000, in 10 pages).

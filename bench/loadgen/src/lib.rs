@@ -16,9 +16,7 @@ pub mod scenario;
 pub mod startup;
 pub mod stats;
 
-use std::time::Duration;
-
-pub use options::{Load, Options};
+pub use options::{Load, LoadArgs, Options};
 pub use run::execute;
 pub use stats::Report;
 
@@ -34,12 +32,11 @@ pub enum Error {
         #[source]
         source: tonic::transport::Error,
     },
-    #[error("{target} at {url} did not report SERVING within {waited:?} (last: {last})")]
+    #[error("{target}: {source}")]
     NotServing {
         target: &'static str,
-        url: String,
-        waited: Duration,
-        last: String,
+        #[source]
+        source: meshmart::probe::ProbeError,
     },
     #[error("cannot list products to ask for: {0}")]
     Discover(tonic::Status),

@@ -5,60 +5,61 @@
 
 use std::process::ExitCode;
 
-use loadgen::{Error, Options, startup::StartupOptions};
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
+use loadgen::{Error, LoadArgs, Options, startup::StartupOptions};
 use meshmart::config::{Env, LogFormat, TelemetryConfig};
 use tokio::sync::watch;
 
+/// What clap exits with on a usage error, and so does a bad RUST_LOG or LOG_FORMAT.
 const EXIT_USAGE: u8 = 2;
 
-fn usage() -> String {
-    format!(
-        "\
-loadgen: load on meshmart's services, measured with HdrHistogram
+/// Load on meshmart's services, measured with HdrHistogram
+///
+/// Without a command, `run`. Every option of `run` and `wait` can also be set as a
+/// LOADGEN_* variable (shown with each option); a flag wins over its variable. RUST_LOG and
+/// LOG_FORMAT set the logs (on stderr) as they do for the services.
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", version, args_conflicts_with_subcommands = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    load: LoadArgs,
+}
 
-usage:
-  loadgen [run] [OPTIONS]
-      wait until every service the mix calls reports SERVING, then send load: closed loop
-      with --concurrency, else open loop at --rate. Without --duration or --max-requests
-      it runs until SIGTERM or Ctrl-C, reporting every --report-interval. Every option can
-      also be set as LOADGEN_<NAME> (LOADGEN_TARGET_CATALOG=http://catalog:50051); flags win.
-  loadgen wait [OPTIONS]
-      only wait until every service the mix calls reports SERVING
-{}  loadgen help
-
-options:
-{}",
-        loadgen::startup::USAGE,
-        loadgen::options::help()
-    )
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Wait until every service the mix calls reports SERVING, then send load (the default)
+    ///
+    /// Closed loop with --concurrency, else open loop at --rate. Without --duration or
+    /// --max-requests it runs until SIGTERM or Ctrl-C, reporting every --report-interval.
+    Run(LoadArgs),
+    /// Only wait until every service the mix calls reports SERVING
+    Wait(LoadArgs),
+    /// Time a program from spawn to SERVING, several starts one after another
+    ///
+    /// The first run of a service on an empty DATA_DIR includes creating its database.
+    Startup(StartupOptions),
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
     let env = Env::from_process();
-    let (command, rest) = match args.first().map(String::as_str) {
-        Some(command @ ("run" | "wait" | "startup")) => (command, &args[1..]),
-        Some("help" | "-h" | "--help") => {
-            print!("{}", usage());
-            return ExitCode::SUCCESS;
+    let (wait_only, matches) = match (&cli.command, matches.subcommand()) {
+        (Some(Command::Startup(options)), _) => {
+            return with_runtime(&env, None, startup(options.clone()));
         }
-        _ => ("run", &args[..]),
+        (Some(Command::Wait(_)), Some((_, sub))) => (true, sub),
+        (Some(Command::Run(_)), Some((_, sub))) => (false, sub),
+        _ => (false, &matches),
     };
-    if command == "startup" {
-        return match StartupOptions::parse(rest) {
-            Ok(options) => with_runtime(&env, None, startup(options)),
-            Err(error) => usage_error(&error),
-        };
-    }
-    match Options::parse(&env, rest) {
-        Ok(options) => with_runtime(&env, options.threads, load(options, command == "wait")),
-        Err(error) => usage_error(&error),
-    }
+    let options = options_or_exit(matches);
+    with_runtime(&env, options.threads, load(options, wait_only))
 }
 
-fn usage_error(message: &str) -> ExitCode {
-    eprintln!("loadgen: {message}\n\n{}", usage());
-    ExitCode::from(EXIT_USAGE)
+fn options_or_exit(matches: &ArgMatches) -> Options {
+    Options::from_matches(matches).unwrap_or_else(|error| error.format(&mut Cli::command()).exit())
 }
 
 fn with_runtime(
@@ -165,4 +166,36 @@ async fn startup(options: StartupOptions) -> ExitCode {
 fn failed(error: &Error) -> ExitCode {
     tracing::error!(%error, "loadgen failed");
     ExitCode::FAILURE
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn help_lists_every_flag_with_its_variable() {
+        let help = Cli::command().render_help().to_string();
+        for arg in Cli::command().get_arguments() {
+            let Some(long) = arg.get_long() else { continue };
+            assert!(help.contains(&format!("--{long}")), "--{long}:\n{help}");
+            if long == "help" || long == "version" {
+                continue;
+            }
+            let variable = format!("LOADGEN_{}", long.to_ascii_uppercase().replace('-', "_"));
+            assert_eq!(
+                arg.get_env().and_then(|v| v.to_str()),
+                Some(variable.as_str())
+            );
+            assert!(
+                help.contains(&format!("[env: {variable}")),
+                "{variable}:\n{help}"
+            );
+        }
+        assert!(help.contains("[default: 5s]"), "{help}");
+    }
 }

@@ -1,10 +1,15 @@
 //! What a load run does: from `--flags`, or from `LOADGEN_*` variables (how the in-cluster
 //! Deployment is configured). Every flag `--some-name` has the variable `LOADGEN_SOME_NAME`;
-//! a flag wins over its variable.
+//! a flag wins over its variable. `loadgen --help` lists them all with their defaults.
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{ffi::OsString, fmt::Display, str::FromStr, time::Duration};
 
-use meshmart::config::Env;
+use clap::{
+    ArgMatches, Args, FromArgMatches,
+    builder::BoolishValueParser,
+    error::{ErrorKind, Result},
+    parser::ValueSource,
+};
 
 use crate::scenario::{Mix, Target};
 
@@ -28,6 +33,83 @@ impl Load {
             Self::Open { .. } => "open",
         }
     }
+}
+
+/// Mostly product pages, some listings: roughly how a shop front is browsed.
+const DEFAULT_MIX: &str = "get-product=3,list-products=1";
+
+/// The flags of `loadgen run` and `loadgen wait`, as given; [`Options`] is what they mean.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// Catalog address
+    #[arg(long, value_name = "URL", env = "LOADGEN_TARGET_CATALOG",
+          default_value = Target::Catalog.default_url(), value_parser = http_url)]
+    target_catalog: String,
+    /// Echo baseline address
+    #[arg(long, value_name = "URL", env = "LOADGEN_TARGET_ECHO",
+          default_value = Target::Echo.default_url(), value_parser = http_url)]
+    target_echo: String,
+    /// Scenarios and weights: get-product, list-products, echo
+    #[arg(long, env = "LOADGEN_MIX", default_value = DEFAULT_MIX, value_parser = Mix::parse)]
+    mix: Mix,
+    /// Closed loop: this many callers, each waiting for its last reply
+    #[arg(long, value_name = "N", env = "LOADGEN_CONCURRENCY", value_parser = in_range(1_usize, 10_000))]
+    concurrency: Option<usize>,
+    /// Open loop: calls per second on a fixed schedule
+    // The default is small enough that the in-cluster Deployment, left running, is
+    // background traffic rather than a load test.
+    #[arg(long, value_name = "CALLS_PER_SEC", env = "LOADGEN_RATE", default_value = "10",
+          value_parser = rate)]
+    rate: f64,
+    /// Open loop: most calls outstanding at once
+    #[arg(long, value_name = "N", env = "LOADGEN_MAX_IN_FLIGHT", default_value = "512",
+          value_parser = in_range(1_usize, 100_000))]
+    max_in_flight: usize,
+    /// How long to measure, e.g. 30s or 2m; 0 or unset runs until SIGTERM
+    #[arg(long, value_name = "DURATION", env = "LOADGEN_DURATION", value_parser = duration)]
+    duration: Option<Duration>,
+    /// Load sent before measuring starts
+    #[arg(long, value_name = "DURATION", env = "LOADGEN_WARMUP", default_value = "0s",
+          value_parser = duration)]
+    warmup: Duration,
+    /// Stop after this many measured calls
+    #[arg(long, value_name = "N", env = "LOADGEN_MAX_REQUESTS", value_parser = in_range(1_u64, u64::MAX))]
+    max_requests: Option<u64>,
+    /// Abandon a call after this long, as DEADLINE_EXCEEDED
+    #[arg(long, value_name = "DURATION", env = "LOADGEN_TIMEOUT", default_value = "5s",
+          value_parser = positive_duration)]
+    timeout: Duration,
+    /// HTTP/2 connections per service
+    #[arg(long, value_name = "N", env = "LOADGEN_CONNECTIONS", default_value = "1",
+          value_parser = in_range(1_usize, 1024))]
+    connections: usize,
+    /// How long to wait for SERVING before giving up
+    #[arg(long, value_name = "DURATION", env = "LOADGEN_WAIT_TIMEOUT", default_value = "120s",
+          value_parser = duration)]
+    wait_timeout: Duration,
+    /// Without a duration: report every so often
+    #[arg(long, value_name = "DURATION", env = "LOADGEN_REPORT_INTERVAL", default_value = "60s",
+          value_parser = report_interval)]
+    report_interval: Duration,
+    /// Page size of list-products
+    #[arg(long, value_name = "N", env = "LOADGEN_PAGE_SIZE", default_value = "20",
+          value_parser = in_range(1_i32, 100))]
+    page_size: i32,
+    /// Size of the echo message in bytes
+    #[arg(long, value_name = "BYTES", env = "LOADGEN_ECHO_BYTES", default_value = "64",
+          value_parser = in_range(0_usize, 1 << 20))]
+    echo_bytes: usize,
+    /// Seed of the random choices
+    #[arg(long, value_name = "N", env = "LOADGEN_SEED", default_value = "1",
+          value_parser = in_range(0_u64, u64::MAX))]
+    seed: u64,
+    /// Async runtime worker threads [default: the number of CPUs]
+    #[arg(long, value_name = "N", env = "LOADGEN_THREADS", value_parser = in_range(1_usize, 1024))]
+    threads: Option<usize>,
+    /// Print reports as JSON lines (the variable: true or false)
+    #[arg(long, env = "LOADGEN_JSON", action = clap::ArgAction::SetTrue,
+          value_parser = BoolishValueParser::new())]
+    json: bool,
 }
 
 /// Everything a run is configured with.
@@ -69,264 +151,121 @@ impl Options {
         &self.targets[target.index()]
     }
 
-    /// Reads `LOADGEN_*` from `env`, then `args` (flags win).
-    pub fn parse(env: &Env, args: &[String]) -> Result<Self, String> {
-        let mut from_env = BTreeMap::new();
-        for setting in SETTINGS {
-            if let Some(value) = env.get(&env_name(setting.name)) {
-                from_env.insert(setting.name, value.to_owned());
-            }
-        }
-        let from_args = parse_flags(args)?;
-        // Pacing given as a flag replaces pacing given in the environment, whichever kind.
-        if from_args.contains_key("concurrency") || from_args.contains_key("rate") {
-            from_env.remove("concurrency");
-            from_env.remove("rate");
-        }
-        let mut raw = from_env;
-        raw.extend(from_args);
-        Self::from_settings(&raw)
+    /// Parses flags alone (no program name), and `LOADGEN_*` from the process environment.
+    pub fn try_parse_from<I, T>(args: I) -> Result<Self>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let mut command =
+            LoadArgs::augment_args(clap::Command::new("loadgen").no_binary_name(true));
+        let matches = command.try_get_matches_from_mut(args)?;
+        Self::from_matches(&matches).map_err(|error| error.format(&mut command))
     }
 
-    fn from_settings(raw: &BTreeMap<&'static str, String>) -> Result<Self, String> {
-        let get = |name: &str| raw.get(name).map(String::as_str);
-        let targets = Target::ALL.map(|target| {
-            get(&format!("target-{}", target.name()))
-                .unwrap_or(target.default_url())
-                .to_owned()
-        });
-        for (target, url) in Target::ALL.iter().zip(&targets) {
-            let valid = url
-                .parse::<tonic::codegen::http::Uri>()
-                .ok()
-                .is_some_and(|uri| uri.scheme_str() == Some("http") && uri.host().is_some());
-            if !valid {
-                return Err(format!(
-                    "--target-{} must be an http://host:port address, not {url:?}",
-                    target.name()
+    /// What the flags and variables parsed into `matches` mean.
+    pub fn from_matches(matches: &ArgMatches) -> Result<Self> {
+        let args = LoadArgs::from_arg_matches(matches)?;
+        let explicit = |id: &str| match matches.value_source(id) {
+            Some(ValueSource::DefaultValue) | None => None,
+            Some(source) => Some(source),
+        };
+        // Pacing given as a flag replaces pacing given in the environment, whichever kind.
+        let load = match (args.concurrency, explicit("concurrency"), explicit("rate")) {
+            (Some(_), Some(c), Some(r)) if c == r => {
+                let (concurrency, rate) = if c == ValueSource::CommandLine {
+                    ("--concurrency", "--rate")
+                } else {
+                    ("LOADGEN_CONCURRENCY", "LOADGEN_RATE")
+                };
+                return Err(clap::Error::raw(
+                    ErrorKind::ArgumentConflict,
+                    format!("give {concurrency} (closed loop) or {rate} (open loop), not both"),
                 ));
             }
-        }
-
-        let mix =
-            Mix::parse(get("mix").unwrap_or(DEFAULT_MIX)).map_err(|e| format!("--mix: {e}"))?;
-        let max_in_flight = number(get("max-in-flight"), "max-in-flight", 512, 1, 100_000)?;
-        let load = match (get("concurrency"), get("rate")) {
-            (Some(_), Some(_)) => {
-                return Err(
-                    "give --concurrency (closed loop) or --rate (open loop), not both".to_owned(),
-                );
+            (Some(concurrency), _, r) if r != Some(ValueSource::CommandLine) => {
+                Load::Closed { concurrency }
             }
-            (Some(concurrency), None) => Load::Closed {
-                concurrency: number(Some(concurrency), "concurrency", 1, 1, 10_000)?,
+            _ => Load::Open {
+                rate: args.rate,
+                max_in_flight: args.max_in_flight,
             },
-            (None, rate) => {
-                let rate = match rate {
-                    None => DEFAULT_RATE,
-                    Some(rate) => rate
-                        .trim()
-                        .parse::<f64>()
-                        .ok()
-                        .filter(|r| r.is_finite() && (0.01..=1_000_000.0).contains(r))
-                        .ok_or("--rate must be calls per second, from 0.01 to 1000000")?,
-                };
-                Load::Open {
-                    rate,
-                    max_in_flight,
-                }
-            }
         };
-        let run_for = match get("duration") {
-            None => None,
-            Some(value) => Some(duration(value, "duration")?).filter(|d| !d.is_zero()),
-        };
-        let timeout = duration(get("timeout").unwrap_or("5s"), "timeout")?;
-        if timeout.is_zero() {
-            return Err("--timeout must be more than zero".to_owned());
-        }
-        let report_interval = duration(get("report-interval").unwrap_or("60s"), "report-interval")?;
-        if report_interval < Duration::from_secs(1) {
-            return Err("--report-interval must be at least 1s".to_owned());
-        }
-        let max_requests = match get("max-requests") {
-            None => None,
-            Some(value) => Some(number(Some(value), "max-requests", 1, 1, u64::MAX)?),
-        };
-        let threads = match get("threads") {
-            None => None,
-            Some(value) => Some(number(Some(value), "threads", 1, 1, 1024)?),
-        };
+        let targets = Target::ALL.map(|target| match target {
+            // A new target needs its flag above: this match does not compile without it.
+            Target::Catalog => args.target_catalog.clone(),
+            Target::Echo => args.target_echo.clone(),
+        });
         Ok(Self {
             targets,
-            mix,
+            mix: args.mix,
             load,
-            duration: run_for,
-            warmup: duration(get("warmup").unwrap_or("0s"), "warmup")?,
-            max_requests,
-            timeout,
-            connections: number(get("connections"), "connections", 1, 1, 1024)?,
-            wait_timeout: duration(get("wait-timeout").unwrap_or("120s"), "wait-timeout")?,
-            report_interval,
-            page_size: number(get("page-size"), "page-size", 20, 1, 100)?,
-            echo_bytes: number(get("echo-bytes"), "echo-bytes", 64, 0, 1 << 20)?,
-            seed: number(get("seed"), "seed", 1, 0, u64::MAX)?,
-            threads,
-            json: match get("json").map(str::to_ascii_lowercase).as_deref() {
-                None | Some("false" | "0" | "no" | "off") => false,
-                Some("true" | "1" | "yes" | "on") => true,
-                Some(other) => return Err(format!("--json is on or off, not {other:?}")),
-            },
+            duration: args.duration.filter(|d| !d.is_zero()),
+            warmup: args.warmup,
+            max_requests: args.max_requests,
+            timeout: args.timeout,
+            connections: args.connections,
+            wait_timeout: args.wait_timeout,
+            report_interval: args.report_interval,
+            page_size: args.page_size,
+            echo_bytes: args.echo_bytes,
+            seed: args.seed,
+            threads: args.threads,
+            json: args.json,
         })
     }
 }
 
-/// Small enough that the in-cluster Deployment, left running, is background traffic
-/// rather than a load test.
-const DEFAULT_RATE: f64 = 10.0;
-/// Mostly product pages, some listings: roughly how a shop front is browsed.
-const DEFAULT_MIX: &str = "get-product=3,list-products=1";
-
-struct Setting {
-    name: &'static str,
-    /// A flag that takes no value (`--json`).
-    switch: bool,
-    help: &'static str,
-}
-
-const fn setting(name: &'static str, help: &'static str) -> Setting {
-    Setting {
-        name,
-        switch: false,
-        help,
-    }
-}
-
-const SETTINGS: &[Setting] = &[
-    setting(
-        "target-catalog",
-        "catalog address (default http://127.0.0.1:50051)",
-    ),
-    setting(
-        "target-echo",
-        "echo baseline address (default http://127.0.0.1:50050)",
-    ),
-    setting(
-        "mix",
-        "scenarios and weights: get-product, list-products, echo (default get-product=3,list-products=1)",
-    ),
-    setting(
-        "concurrency",
-        "closed loop: this many callers, each waiting for its last reply",
-    ),
-    setting(
-        "rate",
-        "open loop: calls per second on a fixed schedule (default 10)",
-    ),
-    setting(
-        "max-in-flight",
-        "open loop: most calls outstanding at once (default 512)",
-    ),
-    setting(
-        "duration",
-        "how long to measure, e.g. 30s or 2m; 0 or unset runs until SIGTERM",
-    ),
-    setting("warmup", "load sent before measuring starts (default 0s)"),
-    setting("max-requests", "stop after this many measured calls"),
-    setting(
-        "timeout",
-        "abandon a call after this long, as DEADLINE_EXCEEDED (default 5s)",
-    ),
-    setting("connections", "HTTP/2 connections per service (default 1)"),
-    setting(
-        "wait-timeout",
-        "how long to wait for SERVING before giving up (default 120s)",
-    ),
-    setting(
-        "report-interval",
-        "without a duration: report every so often (default 60s)",
-    ),
-    setting("page-size", "page size of list-products (default 20)"),
-    setting("echo-bytes", "size of the echo message (default 64)"),
-    setting("seed", "seed of the random choices (default 1)"),
-    setting(
-        "threads",
-        "async runtime worker threads (default: the number of CPUs)",
-    ),
-    Setting {
-        name: "json",
-        switch: true,
-        help: "print reports as JSON lines",
-    },
-];
-
-/// `LOADGEN_TARGET_CATALOG` for `target-catalog`.
-pub fn env_name(setting: &str) -> String {
-    format!("LOADGEN_{}", setting.to_ascii_uppercase().replace('-', "_"))
-}
-
-/// The options part of the usage text.
-pub fn help() -> String {
-    let mut text = String::new();
-    for setting in SETTINGS {
-        let flag = if setting.switch {
-            format!("--{}", setting.name)
-        } else {
-            format!("--{} V", setting.name)
-        };
-        text.push_str(&format!("  {flag:<22} {}\n", setting.help));
-    }
-    text
-}
-
-fn parse_flags(args: &[String]) -> Result<BTreeMap<&'static str, String>, String> {
-    let mut raw = BTreeMap::new();
-    let mut args = args.iter();
-    while let Some(arg) = args.next() {
-        let Some(flag) = arg.strip_prefix("--") else {
-            return Err(format!("unexpected argument {arg:?}"));
-        };
-        let (name, inline) = match flag.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_owned())),
-            None => (flag, None),
-        };
-        let setting = SETTINGS
-            .iter()
-            .find(|s| s.name == name)
-            .ok_or_else(|| format!("unknown option --{name}"))?;
-        let value = match (setting.switch, inline) {
-            (_, Some(value)) => value,
-            (true, None) => "true".to_owned(),
-            (false, None) => args
-                .next()
-                .cloned()
-                .ok_or_else(|| format!("--{name} needs a value"))?,
-        };
-        if raw.insert(setting.name, value).is_some() {
-            return Err(format!("--{name} is given twice"));
-        }
-    }
-    Ok(raw)
-}
-
-fn number<T>(value: Option<&str>, name: &str, default: T, min: T, max: T) -> Result<T, String>
+/// A value parser for a whole number from `min` to `max`.
+fn in_range<T>(min: T, max: T) -> impl Fn(&str) -> std::result::Result<T, String> + Clone
 where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    T: FromStr + PartialOrd + Display + Copy + Send + Sync + 'static,
 {
-    let Some(value) = value else {
-        return Ok(default);
-    };
+    move |value| {
+        value
+            .trim()
+            .parse::<T>()
+            .ok()
+            .filter(|n| *n >= min && *n <= max)
+            .ok_or_else(|| format!("must be a whole number from {min} to {max}"))
+    }
+}
+
+fn rate(value: &str) -> std::result::Result<f64, String> {
     value
         .trim()
-        .parse::<T>()
+        .parse::<f64>()
         .ok()
-        .filter(|n| *n >= min && *n <= max)
-        .ok_or_else(|| {
-            format!("--{name} must be a whole number from {min} to {max}, not {value:?}")
-        })
+        .filter(|r| r.is_finite() && (0.01..=1_000_000.0).contains(r))
+        .ok_or_else(|| "must be calls per second, from 0.01 to 1000000".to_owned())
+}
+
+fn http_url(value: &str) -> std::result::Result<String, String> {
+    let valid = value
+        .parse::<tonic::codegen::http::Uri>()
+        .ok()
+        .is_some_and(|uri| uri.scheme_str() == Some("http") && uri.host().is_some());
+    if valid {
+        Ok(value.to_owned())
+    } else {
+        Err("must be an http://host:port address".to_owned())
+    }
+}
+
+fn positive_duration(value: &str) -> std::result::Result<Duration, String> {
+    Some(duration(value)?)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| "must be more than zero".to_owned())
+}
+
+fn report_interval(value: &str) -> std::result::Result<Duration, String> {
+    Some(duration(value)?)
+        .filter(|d| *d >= Duration::from_secs(1))
+        .ok_or_else(|| "must be at least 1s".to_owned())
 }
 
 /// Parses `250ms`, `10s`, `2m`, `1h`, or a bare number of seconds.
-pub fn duration(value: &str, name: &str) -> Result<Duration, String> {
+pub fn duration(value: &str) -> std::result::Result<Duration, String> {
     let value = value.trim();
     let split = value
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -336,38 +275,34 @@ pub fn duration(value: &str, name: &str) -> Result<Duration, String> {
         .parse()
         .ok()
         .filter(|a: &f64| a.is_finite() && *a >= 0.0)
-        .ok_or_else(|| {
-            format!("--{name} must be a duration like 500ms, 10s or 2m, not {value:?}")
-        })?;
+        .ok_or("must be a duration like 500ms, 10s or 2m")?;
     let seconds = match unit {
         "ms" => amount / 1000.0,
         "" | "s" => amount,
         "m" => amount * 60.0,
         "h" => amount * 3600.0,
-        _ => {
-            return Err(format!(
-                "--{name}: unknown unit {unit:?}; use ms, s, m or h"
-            ));
-        }
+        _ => return Err(format!("unknown unit {unit:?}; use ms, s, m or h")),
     };
     // A week is far beyond any run; the cap keeps Duration arithmetic from overflowing.
     if seconds > 7.0 * 24.0 * 3600.0 {
-        return Err(format!("--{name} is too long: {value}"));
+        return Err("is too long: a week at most".to_owned());
     }
     Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
 mod tests {
+    // What the LOADGEN_* variables do, and that flags win over them, is tested on the
+    // binary (tests/cli.rs): clap reads them from the process environment.
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    fn parse(args: &[&str]) -> Result<Options> {
+        Options::try_parse_from(args)
     }
 
     #[test]
     fn defaults_are_a_gentle_open_loop_until_stopped() {
-        let options = Options::parse(&Env::default(), &[]).unwrap();
+        let options = parse(&[]).unwrap();
         assert_eq!(
             options.load,
             Load::Open {
@@ -377,46 +312,44 @@ mod tests {
         );
         assert_eq!(options.duration, None);
         assert_eq!(options.target(Target::Catalog), "http://127.0.0.1:50051");
+        assert_eq!(options.target(Target::Echo), "http://127.0.0.1:50050");
         assert_eq!(options.mix.to_string(), "get-product=3,list-products=1");
+        assert_eq!(options.timeout, Duration::from_secs(5));
+        assert_eq!(options.wait_timeout, Duration::from_secs(120));
         assert!(!options.json);
     }
 
     #[test]
-    fn flags_win_over_the_environment() {
-        let env = Env::from_pairs([
-            ("LOADGEN_TARGET_CATALOG", "http://catalog:50051"),
-            ("LOADGEN_RATE", "5"),
-            ("LOADGEN_DURATION", "0"),
-            ("LOADGEN_JSON", "true"),
-        ]);
-        let options = Options::parse(&env, &[]).unwrap();
-        assert_eq!(options.target(Target::Catalog), "http://catalog:50051");
-        assert_eq!(
-            options.load,
-            Load::Open {
-                rate: 5.0,
-                max_in_flight: 512
-            }
-        );
-        assert_eq!(options.duration, None);
-        assert!(options.json);
-
-        let options = Options::parse(
-            &env,
-            &args(&[
-                "--concurrency",
-                "16",
-                "--duration=10s",
-                "--warmup",
-                "500ms",
-                "--mix",
-                "echo",
-            ]),
-        )
+    fn flags() {
+        let options = parse(&[
+            "--concurrency",
+            "16",
+            "--duration=10s",
+            "--warmup",
+            "500ms",
+            "--mix",
+            "echo",
+            "--json",
+            "--target-catalog",
+            "http://catalog:50051",
+        ])
         .unwrap();
         assert_eq!(options.load, Load::Closed { concurrency: 16 });
         assert_eq!(options.duration, Some(Duration::from_secs(10)));
         assert_eq!(options.warmup, Duration::from_millis(500));
+        assert_eq!(options.mix.to_string(), "echo=1");
+        assert_eq!(options.target(Target::Catalog), "http://catalog:50051");
+        assert!(options.json);
+        // Zero is no duration: run until stopped.
+        assert_eq!(parse(&["--duration", "0"]).unwrap().duration, None);
+        let open = parse(&["--rate", "2000", "--max-in-flight", "64"]).unwrap();
+        assert_eq!(
+            open.load,
+            Load::Open {
+                rate: 2000.0,
+                max_in_flight: 64
+            }
+        );
     }
 
     #[test]
@@ -426,33 +359,28 @@ mod tests {
             (&["--rate", "0"][..], "--rate"),
             (&["--duration", "ten"][..], "--duration"),
             (&["--duration", "10d"][..], "unit"),
+            (&["--timeout", "0s"][..], "--timeout"),
+            (&["--report-interval", "500ms"][..], "at least 1s"),
             (&["--target-echo", "echo:50050"][..], "--target-echo"),
-            (&["--verbose"][..], "unknown option"),
-            (&["--mix"][..], "needs a value"),
+            (&["--verbose"][..], "--verbose"),
+            (&["--mix"][..], "--mix"),
             (&["--mix", "place-order"][..], "pending"),
-            (&["--threads", "1", "--threads", "2"][..], "twice"),
-            (&["run"][..], "unexpected"),
+            (&["--threads", "1", "--threads", "2"][..], "--threads"),
+            (&["--page-size", "101"][..], "from 1 to 100"),
+            (&["run"][..], "unexpected argument 'run'"),
         ] {
-            let error = Options::parse(&Env::default(), &args(list)).unwrap_err();
+            let error = parse(list).unwrap_err().to_string();
             assert!(error.contains(needle), "{list:?}: {error}");
         }
     }
 
     #[test]
     fn durations() {
-        assert_eq!(duration("1.5s", "x").unwrap(), Duration::from_millis(1500));
-        assert_eq!(duration("2m", "x").unwrap(), Duration::from_secs(120));
-        assert_eq!(duration("30", "x").unwrap(), Duration::from_secs(30));
-        assert!(duration("-1s", "x").is_err());
-        assert!(duration("", "x").is_err());
-    }
-
-    #[test]
-    fn every_setting_has_a_variable_and_help() {
-        assert_eq!(env_name("target-catalog"), "LOADGEN_TARGET_CATALOG");
-        let help = help();
-        for setting in SETTINGS {
-            assert!(help.contains(&format!("--{}", setting.name)));
-        }
+        assert_eq!(duration("1.5s").unwrap(), Duration::from_millis(1500));
+        assert_eq!(duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(duration("30").unwrap(), Duration::from_secs(30));
+        assert!(duration("-1s").is_err());
+        assert!(duration("").is_err());
+        assert!(duration("8d").is_err());
     }
 }

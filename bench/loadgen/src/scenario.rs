@@ -2,8 +2,9 @@
 //!
 //! Adding a scenario (say `place-order`, once the orders service exists) takes a variant of
 //! [`Scenario`], its name and target below, and its call in [`crate::client`]; a new service
-//! to call takes a variant of [`Target`] as well. Everything else (options, mixes, health
-//! waits, statistics, reports) follows from these two lists.
+//! to call takes a variant of [`Target`] as well, and its `--target-<name>` flag in
+//! [`crate::options`] (the compiler points there). Everything else (mixes, health waits,
+//! statistics, reports) follows from these two lists.
 
 use std::fmt;
 

@@ -8,80 +8,36 @@
 
 use std::{path::PathBuf, process::Stdio, time::Duration};
 
+use meshmart::probe::{HealthProbe, ServingStatus};
 use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::{Value, json};
 use tokio::{process::Command, time::Instant};
-use tonic_health::pb::health_check_response::ServingStatus;
 
-use crate::{Error, client};
+use crate::Error;
 
 /// What to start and how to know it is up.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct StartupOptions {
-    /// The program and its arguments; it is configured by the environment it inherits.
+    /// The program and its arguments; it is configured by the environment it inherits
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
     pub program: Vec<String>,
-    /// Where it serves, `http://127.0.0.1:port`.
+    /// Where it serves, http://127.0.0.1:PORT
+    #[arg(long, value_name = "URL")]
     pub target: String,
-    /// The gRPC service whose health is checked; empty for the server as a whole.
+    /// The gRPC service whose health is checked; empty for the server as a whole
+    #[arg(long, value_name = "NAME", default_value = "")]
     pub service: String,
+    /// How many times to start it, one after another
+    #[arg(long, value_name = "N", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(1..=100))]
     pub runs: u32,
-    /// How long one start may take before it counts as failed.
+    /// How long one start may take before it counts as failed
+    #[arg(long, value_name = "DURATION", default_value = "30s",
+          value_parser = crate::options::duration)]
     pub timeout: Duration,
+    /// Print the report as JSON
+    #[arg(long)]
     pub json: bool,
-}
-
-// No line continuation on the first line: it would eat the indent.
-pub const USAGE: &str = "  loadgen startup [--runs N] [--timeout D] [--service NAME] [--json] --target URL -- PROGRAM [ARGS...]
-      start PROGRAM N times (default 5), one after another, and time each from spawn to
-      SERVING at URL; the first run of a service on an empty DATA_DIR includes creating
-      its database.
-";
-
-impl StartupOptions {
-    pub fn parse(args: &[String]) -> Result<Self, String> {
-        let (flags, program) = match args.iter().position(|a| a == "--") {
-            Some(split) => (&args[..split], args[split + 1..].to_vec()),
-            None => return Err("startup needs `-- PROGRAM [ARGS...]`".to_owned()),
-        };
-        if program.is_empty() {
-            return Err("startup needs a program after `--`".to_owned());
-        }
-        let mut options = Self {
-            program,
-            target: String::new(),
-            service: String::new(),
-            runs: 5,
-            timeout: Duration::from_secs(30),
-            json: false,
-        };
-        let mut flags = flags.iter();
-        while let Some(flag) = flags.next() {
-            let mut value = || {
-                flags
-                    .next()
-                    .cloned()
-                    .ok_or_else(|| format!("{flag} needs a value"))
-            };
-            match flag.as_str() {
-                "--target" => options.target = value()?,
-                "--service" => options.service = value()?,
-                "--runs" => {
-                    options.runs = value()?
-                        .parse()
-                        .ok()
-                        .filter(|n| (1..=100).contains(n))
-                        .ok_or("--runs must be a whole number from 1 to 100")?;
-                }
-                "--timeout" => options.timeout = crate::options::duration(&value()?, "timeout")?,
-                "--json" => options.json = true,
-                other => return Err(format!("unknown option {other}")),
-            }
-        }
-        if options.target.is_empty() {
-            return Err("startup needs --target URL".to_owned());
-        }
-        Ok(options)
-    }
 }
 
 /// The start-up times of one program.
@@ -173,25 +129,24 @@ async fn start_once(options: &StartupOptions) -> Result<(Duration, u64), Error> 
             source,
         })?;
     let pid = child.id().and_then(|id| i32::try_from(id).ok());
-    let deadline = started + options.timeout;
-    let took = loop {
-        let status = client::health(&options.target, &options.service, options.timeout).await;
-        if status == Ok(ServingStatus::Serving) {
-            break started.elapsed();
-        }
-        if let Ok(Some(status)) = child.try_wait() {
+    // Tried again 1 ms after a refused connection: the figure is late by at most that.
+    let probe = HealthProbe::new(&options.target, &options.service)
+        .interval(Duration::from_millis(1))
+        .attempt_timeout(options.timeout);
+    let took = tokio::select! {
+        serving = probe.wait_for(ServingStatus::Serving, options.timeout) => match serving {
+            Ok(_) => started.elapsed(),
+            Err(error) => {
+                return Err(Error::Startup(format!("{}: {error}", options.program[0])));
+            }
+        },
+        status = child.wait() => {
+            let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
             return Err(Error::Startup(format!(
                 "{} exited during start-up ({status})",
                 options.program[0]
             )));
         }
-        if Instant::now() >= deadline {
-            return Err(Error::Startup(format!(
-                "{} did not report SERVING within {:?}",
-                options.program[0], options.timeout
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
     };
     let rss = pid.and_then(rss_kib).unwrap_or_default();
 
@@ -238,26 +193,37 @@ pub fn rss_kib(pid: i32) -> Option<u64> {
 mod tests {
     use super::*;
 
-    fn args(list: &[&str]) -> Vec<String> {
-        list.iter().map(|s| (*s).to_owned()).collect()
+    #[derive(Debug, clap::Parser)]
+    struct Startup {
+        #[command(flatten)]
+        options: StartupOptions,
+    }
+
+    fn parse(args: &[&str]) -> Result<StartupOptions, clap::Error> {
+        use clap::Parser;
+        Startup::try_parse_from(std::iter::once("startup").chain(args.iter().copied()))
+            .map(|s| s.options)
     }
 
     #[test]
     fn options_and_summary() {
-        let options = StartupOptions::parse(&args(&[
+        let options = parse(&[
             "--runs",
             "3",
             "--target",
             "http://127.0.0.1:1",
             "--json",
             "--",
-            "target/release/echo",
-        ]))
+            "target/dist/echo",
+            "--flag-of-echo",
+        ])
         .unwrap();
         assert_eq!(options.runs, 3);
-        assert_eq!(options.program, ["target/release/echo"]);
-        assert!(StartupOptions::parse(&args(&["--target", "http://x:1"])).is_err());
-        assert!(StartupOptions::parse(&args(&["--", "echo"])).is_err());
+        assert_eq!(options.program, ["target/dist/echo", "--flag-of-echo"]);
+        assert_eq!(options.timeout, Duration::from_secs(30));
+        assert!(parse(&["--target", "http://x:1"]).is_err());
+        assert!(parse(&["--", "echo"]).is_err());
+        assert!(parse(&["--runs", "0", "--target", "http://x:1", "--", "echo"]).is_err());
 
         let report = StartupReport {
             program: "echo".to_owned(),

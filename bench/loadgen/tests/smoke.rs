@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use meshmart::{
-    config::{DatabaseConfig, Env},
+    config::DatabaseConfig,
     testing::{self, Backend, TestServer},
 };
 use tokio::sync::watch;
@@ -77,7 +77,7 @@ impl Shop {
             "30s".to_owned(),
         ];
         args.extend(flags.iter().map(|f| (*f).to_owned()));
-        loadgen::Options::parse(&Env::default(), &args).unwrap()
+        loadgen::Options::try_parse_from(&args).unwrap()
     }
 
     async fn stop(self) {
@@ -147,9 +147,8 @@ async fn closed_and_open_loop_runs_of_the_mix_succeed() {
 #[tokio::test]
 async fn a_service_that_never_serves_is_reported_not_hammered() {
     // Nothing listens on port 1; the wait must give up with a clear error.
-    let options = loadgen::Options::parse(
-        &Env::default(),
-        &[
+    let options = loadgen::Options::try_parse_from(
+        [
             "--target-echo",
             "http://127.0.0.1:1",
             "--mix",
