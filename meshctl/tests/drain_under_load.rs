@@ -124,8 +124,12 @@ async fn sigterm_with_a_drain_delay_fails_no_call() {
     let stop = Arc::new(AtomicBool::new(false));
     let callers: Vec<_> = (0..CALLERS)
         .map(|caller| {
-            let (replicas, a_dropped, tally, stop) =
-                (replicas.clone(), a_dropped.clone(), tally.clone(), stop.clone());
+            let (replicas, a_dropped, tally, stop) = (
+                replicas.clone(),
+                a_dropped.clone(),
+                tally.clone(),
+                stop.clone(),
+            );
             tokio::spawn(async move {
                 // Bounded: at most this many calls per caller, whatever happens.
                 for call in 0..100_000usize {

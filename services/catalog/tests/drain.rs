@@ -8,24 +8,16 @@ mod support;
 
 use std::time::Duration;
 
+use meshmart::probe::{HealthProbe, ServingStatus};
 use meshmart::{
     proto::catalog::GetProductRequest,
     testing::{self, Backend},
 };
 use support::fake_inventory::FakeInventory;
-use tonic::transport::{Channel, Endpoint};
-use tonic_health::pb::{
-    HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
-};
+use tonic::transport::Endpoint;
 
-async fn health(channel: Channel) -> Option<ServingStatus> {
-    let reply = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: "meshmart.catalog.v1.CatalogService".into(),
-        })
-        .await
-        .ok()?;
-    Some(reply.into_inner().status())
+fn catalog_health(endpoint: &str) -> HealthProbe {
+    HealthProbe::new(endpoint, "meshmart.catalog.v1.CatalogService")
 }
 
 async fn start(
@@ -60,12 +52,10 @@ async fn in_flight_calls_finish_after_health_turns_not_serving() {
     )
     .await;
     let endpoint = shop.catalog.endpoint();
-    let channel = Endpoint::from_shared(endpoint.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    assert_eq!(health(channel.clone()).await, Some(ServingStatus::Serving));
+    assert_eq!(
+        catalog_health(&endpoint).check().await.unwrap(),
+        ServingStatus::Serving
+    );
 
     // A call that is held inside the catalog, waiting on inventory.
     let mut client = shop.client.clone();
@@ -80,15 +70,10 @@ async fn in_flight_calls_finish_after_health_turns_not_serving() {
 
     shop.catalog.begin_stop();
     // Health says NOT_SERVING while the listener is still open (the drain delay)...
-    let mut seen_not_serving = false;
-    for _ in 0..100 {
-        if health(channel.clone()).await == Some(ServingStatus::NotServing) {
-            seen_not_serving = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(seen_not_serving, "health never turned NOT_SERVING");
+    catalog_health(&endpoint)
+        .wait_for(ServingStatus::NotServing, Duration::from_secs(10))
+        .await
+        .expect("health never turned NOT_SERVING");
     // ...then new connections are refused.
     let mut refused = false;
     for _ in 0..200 {
