@@ -5,7 +5,8 @@
 //! names the variable and the rejected value, and says what was expected.
 
 use std::{
-    collections::BTreeMap,
+    cell::RefCell,
+    collections::{BTreeMap, BTreeSet},
     fmt,
     net::{Ipv4Addr, SocketAddr},
     path::PathBuf,
@@ -23,9 +24,13 @@ pub struct ConfigError {
 }
 
 /// A snapshot of environment variables. Empty values count as unset.
+///
+/// It remembers which variables were asked for, so a test can hold the documented
+/// configuration table against what the services really read.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
     vars: BTreeMap<String, String>,
+    read: RefCell<BTreeSet<String>>,
 }
 
 impl Env {
@@ -42,11 +47,20 @@ impl Env {
             .map(|(k, v)| (k.into(), v.into()))
             .filter(|(_, v)| !v.is_empty())
             .collect();
-        Self { vars }
+        Self {
+            vars,
+            read: RefCell::default(),
+        }
     }
 
     pub fn get(&self, variable: &str) -> Option<&str> {
+        self.read.borrow_mut().insert(variable.to_owned());
         self.vars.get(variable).map(String::as_str)
+    }
+
+    /// Every variable asked for so far, set or not.
+    pub fn variables_read(&self) -> BTreeSet<String> {
+        self.read.borrow().clone()
     }
 
     /// Parses `variable` with [`FromStr`], or returns `default` when it is unset.
