@@ -245,15 +245,17 @@ impl TelemetryConfig {
 /// A service's own database.
 #[derive(Clone)]
 pub struct DatabaseConfig {
-    /// `sqlite://path` or `postgres://user:password@host/db`, with `?sslmode=verify-full&sslrootcert=/path/ca.pem`
-    /// for TLS. Never logged: it may hold a password.
+    /// `sqlite://path` or `postgres://user:password@host/db`, with
+    /// `?sslmode=verify-full&sslrootcert=/path/ca.pem` for TLS. Never logged: it may hold a
+    /// password.
     pub url: String,
     pub max_connections: u32,
     /// Whether an empty database gets the demo products and stock.
     pub seed_demo_data: bool,
-    /// SQLite: how long a writer waits for the write lock before its call answers
-    /// UNAVAILABLE. Kept below the shortest route timeout of the chart, so the caller hears
-    /// UNAVAILABLE (which the mesh may retry) rather than the mesh giving up on the call.
+    /// SQLite: how long a write waits for the writer connection, and for the write lock,
+    /// before its call answers UNAVAILABLE. Kept below the shortest route timeout of the
+    /// chart, so the caller hears UNAVAILABLE (which the mesh may retry) rather than the mesh
+    /// giving up on the call.
     pub busy_timeout: Duration,
     /// How long start-up waits for the database in all, every attempt included.
     pub connect_timeout: Duration,
