@@ -2,8 +2,12 @@
 # Usage: scripts/with-postgres.sh COMMAND [ARGS...]
 # Runs COMMAND against a throwaway PostgreSQL 15 server, with
 #   MESHMART_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:PORT/postgres
+#   MESHMART_TEST_POSTGRES_CA=/tmp/.../ca.pem        the CA that signed the server's certificate
+#   MESHMART_TEST_POSTGRES_WRONG_CA=/tmp/.../wrong-ca.pem   a CA that signed nothing here
 # (plus PGHOST/PGPORT/PGUSER/PGDATABASE for psql) exported, then stops the server and
 # deletes its data, whatever happens. Exits with COMMAND's exit code.
+# The server accepts TLS (ssl=on) with a certificate for 127.0.0.1 and localhost made at
+# start, so clients can test sslmode=verify-full; plain connections work as before.
 # Why throwaway: tests get a clean superuser DB, never touch a machine-wide
 # cluster, and parallel runs don't collide (each picks its own free port).
 set -euo pipefail
@@ -44,6 +48,32 @@ trap 'exit 130' INT   # make EXIT trap run on Ctrl-C / kill too
 trap 'exit 143' TERM
 [[ $EUID -eq 0 ]] && chown postgres: "$tmp"
 
+# A CA and a server certificate for this run only (EC P-256: quick to make), and a second CA
+# that signed nothing, for the test that a wrong CA is refused. The key must be the server
+# user's and private, or PostgreSQL will not start.
+command -v openssl >/dev/null || { echo "with-postgres: needs openssl (apt-get install openssl)" >&2; exit 1; }
+tls="$tmp/tls"
+mkdir -p "$tls"
+make_ca() { # make_ca NAME: $tls/NAME.pem and $tls/NAME.key
+  openssl req -x509 -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=meshmart throwaway $1" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -keyout "$tls/$1.key" -out "$tls/$1.pem" 2>>"$tls/openssl.log"
+}
+{
+  make_ca ca && make_ca wrong-ca &&
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=localhost" -keyout "$tls/server.key" -out "$tls/server.csr" 2>>"$tls/openssl.log" &&
+  printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=critical,CA:FALSE" \
+    "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" >"$tls/server.ext" &&
+  openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+    -days 2 -extfile "$tls/server.ext" -out "$tls/server.crt" 2>>"$tls/openssl.log"
+} || { echo "with-postgres: could not make the test certificates" >&2; cat "$tls/openssl.log" >&2; exit 1; }
+chmod 600 "$tls/server.key"
+[[ $EUID -eq 0 ]] && chown -R postgres: "$tls"
+chmod 755 "$tls"
+chmod 644 "$tls/ca.pem" "$tls/wrong-ca.pem"
+
 # trust auth is fine: the server listens only on 127.0.0.1 and a private
 # socket dir; --no-sync/fsync=off because durability is pointless here.
 as_pg "$PG_BIN/initdb" -D "$data" -U postgres -A trust -E UTF8 --locale=C --no-sync >"$tmp/initdb.log" 2>&1 \
@@ -57,7 +87,7 @@ while :; do
   if (: <"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then   # something listens
     port=$((port + 1))
   elif out="$(as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$tmp/server.log" -w -t 30 start -o \
-      "-c listen_addresses=127.0.0.1 -p $port -k $tmp -c fsync=off -c synchronous_commit=off -c full_page_writes=off" 2>&1)"; then
+      "-c listen_addresses=127.0.0.1 -p $port -k $tmp -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c ssl=on -c ssl_cert_file=$tls/server.crt -c ssl_key_file=$tls/server.key" 2>&1)"; then
     break  # -w -t 30: waited (at most 30s) until the server accepts connections
   elif grep -qiE 'could not bind|already in use' "$tmp/server.log" 2>/dev/null; then
     port=$((port + 1))
@@ -73,6 +103,7 @@ done
   || { echo "with-postgres: server on port $port not accepting connections" >&2; exit 1; }
 
 export MESHMART_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$port/postgres"
+export MESHMART_TEST_POSTGRES_CA="$tls/ca.pem" MESHMART_TEST_POSTGRES_WRONG_CA="$tls/wrong-ca.pem"
 export PGHOST=127.0.0.1 PGPORT="$port" PGUSER=postgres PGDATABASE=postgres
 
 rc=0

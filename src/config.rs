@@ -280,11 +280,20 @@ impl TelemetryConfig {
 /// A service's own database.
 #[derive(Clone)]
 pub struct DatabaseConfig {
-    /// `sqlite://path` or `postgres://user:password@host/db`. Never logged: it may hold a password.
+    /// `sqlite://path` or `postgres://user:password@host/db`, with
+    /// `?sslmode=verify-full&sslrootcert=/path/ca.pem` for TLS. Never logged: it may hold a
+    /// password.
     pub url: String,
     pub max_connections: u32,
     /// Whether an empty database gets the demo products and stock.
     pub seed_demo_data: bool,
+    /// SQLite: how long a write waits for the writer connection, and for the write lock,
+    /// before its call answers UNAVAILABLE. Kept below the shortest route timeout of the
+    /// chart, so the caller hears UNAVAILABLE (which the mesh may retry) rather than the mesh
+    /// giving up on the call.
+    pub busy_timeout: Duration,
+    /// How long start-up waits for the database in all, every attempt included.
+    pub connect_timeout: Duration,
 }
 
 impl fmt::Debug for DatabaseConfig {
@@ -293,11 +302,30 @@ impl fmt::Debug for DatabaseConfig {
             .field("backend", &self.backend())
             .field("max_connections", &self.max_connections)
             .field("seed_demo_data", &self.seed_demo_data)
+            .field("busy_timeout", &self.busy_timeout)
+            .field("connect_timeout", &self.connect_timeout)
             .finish()
     }
 }
 
 impl DatabaseConfig {
+    /// `DATABASE_BUSY_TIMEOUT_MS` when unset; a test checks it against the chart's route
+    /// timeouts.
+    pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_millis(1000);
+    /// `DATABASE_CONNECT_TIMEOUT_SECS` when unset.
+    pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+    /// `url` with every other setting at its default, for tests and tools.
+    pub fn with_url(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 8,
+            seed_demo_data: true,
+            busy_timeout: Self::DEFAULT_BUSY_TIMEOUT,
+            connect_timeout: Self::DEFAULT_CONNECT_TIMEOUT,
+        }
+    }
+
     /// `DATABASE_URL`, or a SQLite file named after the service in `DATA_DIR`.
     pub fn from_env(env: &Env, service: ServiceInfo) -> Result<Self, ConfigError> {
         let url = match env.get("DATABASE_URL") {
@@ -321,22 +349,31 @@ impl DatabaseConfig {
                 expected: "a sqlite:// or postgres:// URL".to_owned(),
             });
         }
-        let max_connections = env.parse_or(
+        let defaults = Self::with_url(url);
+        let max_connections = Self::ranged(
+            env,
             "DATABASE_MAX_CONNECTIONS",
-            8u32,
-            "a whole number from 1 to 1000",
+            defaults.max_connections.into(),
+            1..=1000,
         )?;
-        if !(1..=1000).contains(&max_connections) {
-            return Err(ConfigError {
-                variable: "DATABASE_MAX_CONNECTIONS",
-                value: max_connections.to_string(),
-                expected: "a whole number from 1 to 1000".to_owned(),
-            });
-        }
+        let busy_timeout = Self::ranged(
+            env,
+            "DATABASE_BUSY_TIMEOUT_MS",
+            u64::try_from(defaults.busy_timeout.as_millis()).unwrap_or(u64::MAX),
+            1..=600_000,
+        )?;
+        let connect_timeout = Self::ranged(
+            env,
+            "DATABASE_CONNECT_TIMEOUT_SECS",
+            defaults.connect_timeout.as_secs(),
+            1..=3600,
+        )?;
         Ok(Self {
-            url,
-            max_connections,
-            seed_demo_data: env.bool_or("SEED_DEMO_DATA", true)?,
+            max_connections: u32::try_from(max_connections).unwrap_or(u32::MAX),
+            seed_demo_data: env.bool_or("SEED_DEMO_DATA", defaults.seed_demo_data)?,
+            busy_timeout: Duration::from_millis(busy_timeout),
+            connect_timeout: Duration::from_secs(connect_timeout),
+            ..defaults
         })
     }
 
@@ -346,6 +383,26 @@ impl DatabaseConfig {
             "sqlite"
         } else {
             "postgres"
+        }
+    }
+
+    /// A whole number in `range`, or `default` when `variable` is unset.
+    fn ranged(
+        env: &Env,
+        variable: &'static str,
+        default: u64,
+        range: std::ops::RangeInclusive<u64>,
+    ) -> Result<u64, ConfigError> {
+        let expected = format!("a whole number from {} to {}", range.start(), range.end());
+        let value = env.parse_or(variable, default, &expected)?;
+        if range.contains(&value) {
+            Ok(value)
+        } else {
+            Err(ConfigError {
+                variable,
+                value: value.to_string(),
+                expected,
+            })
         }
     }
 }
@@ -405,6 +462,68 @@ mod tests {
         let db = DatabaseConfig::from_env(&env, CATALOG).unwrap();
         assert!(!format!("{db:?}").contains("secret"));
         assert_eq!(db.backend(), "postgres");
+    }
+
+    #[test]
+    fn database_timeouts_default_and_are_checked() {
+        let db = DatabaseConfig::from_env(&Env::default(), CATALOG).unwrap();
+        assert_eq!(db.max_connections, 8);
+        assert_eq!(db.busy_timeout, Duration::from_millis(1000));
+        assert_eq!(db.connect_timeout, Duration::from_secs(30));
+        let env = Env::from_pairs([
+            ("DATABASE_BUSY_TIMEOUT_MS", "250"),
+            ("DATABASE_CONNECT_TIMEOUT_SECS", "5"),
+        ]);
+        let db = DatabaseConfig::from_env(&env, CATALOG).unwrap();
+        assert_eq!(db.busy_timeout, Duration::from_millis(250));
+        assert_eq!(db.connect_timeout, Duration::from_secs(5));
+        for (variable, value) in [
+            ("DATABASE_BUSY_TIMEOUT_MS", "0"),
+            ("DATABASE_BUSY_TIMEOUT_MS", "1s"),
+            ("DATABASE_CONNECT_TIMEOUT_SECS", "0"),
+            ("DATABASE_CONNECT_TIMEOUT_SECS", "forever"),
+            ("DATABASE_MAX_CONNECTIONS", "0"),
+        ] {
+            let err = DatabaseConfig::from_env(&Env::from_pairs([(variable, value)]), CATALOG)
+                .unwrap_err();
+            assert_eq!(err.variable, variable);
+            assert!(err.expected.starts_with("a whole number from "), "{err}");
+        }
+    }
+
+    /// A writer waiting for SQLite's lock must answer UNAVAILABLE before the mesh gives up
+    /// on the call, so that the caller sees a status it may retry rather than a timeout.
+    /// Fails when someone raises the default busy timeout to, or past, the shortest route
+    /// `timeout:` in the chart, or lowers a route timeout under it.
+    #[test]
+    fn busy_timeout_is_below_every_route_timeout_in_the_chart() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/helm/meshmart/values.yaml");
+        let values = std::fs::read_to_string(path).unwrap();
+        let timeouts: Vec<Duration> = values
+            .lines()
+            .filter_map(|line| line.trim_start().strip_prefix("timeout:"))
+            .map(|value| {
+                let value = value.split('#').next().unwrap().trim().trim_matches('"');
+                let (number, unit) = value
+                    .find(|c: char| !c.is_ascii_digit())
+                    .map_or((value, ""), |at| value.split_at(at));
+                let number: u64 = number.parse().unwrap_or_else(|_| panic!("{value}"));
+                match unit {
+                    "ms" => Duration::from_millis(number),
+                    "s" => Duration::from_secs(number),
+                    "m" => Duration::from_secs(number * 60),
+                    _ => panic!("route timeout {value:?}: expected ms, s or m"),
+                }
+            })
+            .collect();
+        // Catalog's and inventory's reads, writes and other, and the defaults.
+        assert!(timeouts.len() >= 3, "no route timeouts found in {path}");
+        let shortest = timeouts.iter().min().unwrap();
+        assert!(
+            DatabaseConfig::DEFAULT_BUSY_TIMEOUT < *shortest,
+            "DATABASE_BUSY_TIMEOUT_MS defaults to {:?}, not below the chart's shortest route timeout {shortest:?}",
+            DatabaseConfig::DEFAULT_BUSY_TIMEOUT
+        );
     }
 
     #[test]

@@ -16,6 +16,13 @@ pub enum Error {
     Metrics(std::io::Error),
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// Start-up gave up waiting for the database: `DATABASE_CONNECT_TIMEOUT_SECS` ran out.
+    #[error("database not reachable within {waited:?} ({attempts} attempts; last: {last})")]
+    DatabaseUnreachable {
+        waited: std::time::Duration,
+        attempts: u32,
+        last: String,
+    },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create data directory {path}: {source}")]

@@ -100,11 +100,7 @@ pub async fn database(
     dir: &std::path::Path,
     test: &str,
 ) -> crate::config::DatabaseConfig {
-    crate::config::DatabaseConfig {
-        url: database_url(backend, dir, test).await,
-        max_connections: 8,
-        seed_demo_data: true,
-    }
+    crate::config::DatabaseConfig::with_url(database_url(backend, dir, test).await)
 }
 
 /// A fresh database URL for one test: a SQLite file in `dir`, or a new PostgreSQL database

@@ -22,11 +22,7 @@ struct Shop {
 }
 
 async fn database(dir: &std::path::Path, name: &str) -> DatabaseConfig {
-    DatabaseConfig {
-        url: testing::database_url(Backend::Sqlite, dir, name).await,
-        max_connections: 8,
-        seed_demo_data: true,
-    }
+    DatabaseConfig::with_url(testing::database_url(Backend::Sqlite, dir, name).await)
 }
 
 async fn start_shop() -> Shop {

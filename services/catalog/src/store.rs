@@ -1,7 +1,8 @@
 //! Products in the catalog's own database (SQLite or PostgreSQL).
 
+use meshmart::db::Pools;
 use meshmart::{config::DatabaseConfig, db::now_millis, demo};
-use sqlx::{AnyPool, migrate::Migrator};
+use sqlx::migrate::Migrator;
 
 use crate::{Error, Result};
 
@@ -74,14 +75,14 @@ fn record(
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    db: Pools,
 }
 
 impl Store {
     /// Connects, migrates, and adds the demo products to an empty database when asked to.
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, meshmart::Error> {
-        let pool = meshmart::db::connect(config, &MIGRATOR).await?;
-        let store = Self { pool };
+        let db = meshmart::db::connect(config, &MIGRATOR).await?;
+        let store = Self { db };
         if config.seed_demo_data {
             store.seed().await?;
         }
@@ -89,11 +90,11 @@ impl Store {
     }
 
     async fn seed(&self) -> Result<(), sqlx::Error> {
-        if !meshmart::db::is_empty(&self.pool, "products").await? {
+        if !meshmart::db::is_empty(self.db.read(), "products").await? {
             return Ok(());
         }
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.write().begin().await?;
         for product in demo::PRODUCTS {
             sqlx::query(&format!(
                 "INSERT INTO products ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING"
@@ -118,7 +119,7 @@ impl Store {
             "SELECT {COLUMNS} FROM products WHERE product_id = $1"
         ))
         .bind(product_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.read())
         .await?;
         row.map(record)
             .ok_or_else(|| Error::NotFound(product_id.to_owned()))
@@ -138,14 +139,14 @@ impl Store {
             ))
             .bind(after)
             .bind(fetch)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.read())
             .await?,
             None => {
                 sqlx::query_as(&format!(
                     "SELECT {COLUMNS} FROM products ORDER BY product_id LIMIT $1"
                 ))
                 .bind(fetch)
-                .fetch_all(&self.pool)
+                .fetch_all(self.db.read())
                 .await?
             }
         };
@@ -173,7 +174,7 @@ impl Store {
         .bind(i64::from(product.price.nanos))
         .bind(now)
         .bind(request_id)
-        .execute(&self.pool)
+        .execute(self.db.write())
         .await?
         .rows_affected();
         if inserted == 1 {
@@ -184,7 +185,7 @@ impl Store {
                 "SELECT {COLUMNS} FROM products WHERE create_request_id = $1"
             ))
             .bind(request_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.read())
             .await?;
             if let Some(earlier) = earlier.map(record) {
                 return if earlier.product_id == product.product_id {
@@ -222,7 +223,7 @@ impl Store {
         .bind(changes.price.as_ref().map(|p| p.units))
         .bind(changes.price.as_ref().map(|p| i64::from(p.nanos)))
         .bind(now_millis())
-        .execute(&self.pool)
+        .execute(self.db.write())
         .await?
         .rows_affected();
         if updated == 0 {

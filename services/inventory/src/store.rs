@@ -1,12 +1,15 @@
 //! Stock and reservations in the inventory's own database (SQLite or PostgreSQL).
 //!
-//! Concurrency: every write transaction starts with a write, so on SQLite it takes the
-//! write lock before reading anything (no lock upgrades, no SQLITE_BUSY surprises), and on
-//! PostgreSQL a second caller with the same key waits for the first and then sees its row.
+//! Concurrency: writes go through `Pools::write`, on SQLite the service's one writer
+//! connection, and reads through `Pools::read`. Every write transaction starts with a write,
+//! so on SQLite it takes the write lock before reading anything (no lock upgrades, no
+//! SQLITE_BUSY surprises, even with another process on the file), and on PostgreSQL a second
+//! caller with the same key waits for the first and then sees its row.
 //! Stock rows are changed in product-id order, so two reservations never deadlock.
 
+use meshmart::db::Pools;
 use meshmart::{config::DatabaseConfig, db::now_millis, demo};
-use sqlx::{AnyPool, migrate::Migrator};
+use sqlx::migrate::Migrator;
 
 use crate::{Error, Result};
 
@@ -79,14 +82,14 @@ pub enum Applied {
 
 #[derive(Debug, Clone)]
 pub struct Store {
-    pool: AnyPool,
+    db: Pools,
 }
 
 impl Store {
     /// Connects, migrates, and stocks the demo products in an empty database when asked to.
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, meshmart::Error> {
-        let pool = meshmart::db::connect(config, &MIGRATOR).await?;
-        let store = Self { pool };
+        let db = meshmart::db::connect(config, &MIGRATOR).await?;
+        let store = Self { db };
         if config.seed_demo_data {
             store.seed().await?;
         }
@@ -94,11 +97,11 @@ impl Store {
     }
 
     async fn seed(&self) -> Result<(), sqlx::Error> {
-        if !meshmart::db::is_empty(&self.pool, "stock").await? {
+        if !meshmart::db::is_empty(self.db.read(), "stock").await? {
             return Ok(());
         }
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.write().begin().await?;
         for product in demo::PRODUCTS {
             sqlx::query(
                 "INSERT INTO stock (product_id, available, reserved, update_time_ms) VALUES ($1, $2, 0, $3) \
@@ -131,7 +134,7 @@ impl Store {
         for id in product_ids {
             query = query.bind(id);
         }
-        let rows = query.fetch_all(&self.pool).await?;
+        let rows = query.fetch_all(self.db.read()).await?;
         Ok(product_ids
             .iter()
             .map(|id| {
@@ -153,7 +156,7 @@ impl Store {
         .bind(product_id)
         .bind(available)
         .bind(now_millis())
-        .fetch_one(&self.pool)
+        .fetch_one(self.db.write())
         .await?;
         Ok(stock_level(row))
     }
@@ -166,7 +169,7 @@ impl Store {
         delta: i64,
     ) -> Result<(StockLevel, Applied)> {
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.write().begin().await?;
         let recorded = sqlx::query(
             "INSERT INTO stock_adjustments (request_id, product_id, delta, create_time_ms) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (request_id) DO NOTHING",
@@ -184,7 +187,7 @@ impl Store {
                 "SELECT product_id, delta FROM stock_adjustments WHERE request_id = $1",
             )
             .bind(request_id)
-            .fetch_one(&self.pool)
+            .fetch_one(self.db.read())
             .await?;
             if earlier_product != product_id || earlier_delta != delta {
                 return Err(Error::KeyReused {
@@ -242,7 +245,7 @@ impl Store {
         let mut items = items.to_vec();
         items.sort();
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.write().begin().await?;
         let created = sqlx::query(
             "INSERT INTO reservations (reservation_id, state, create_time_ms, update_time_ms) VALUES ($1, 'ACTIVE', $2, $2) \
              ON CONFLICT (reservation_id) DO NOTHING",
@@ -309,7 +312,7 @@ impl Store {
             "SELECT state, create_time_ms, update_time_ms FROM reservations WHERE reservation_id = $1",
         )
         .bind(reservation_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.read())
         .await?;
         let Some((state, create_time_ms, update_time_ms)) = row else {
             return Err(Error::ReservationNotFound(reservation_id.to_owned()));
@@ -318,7 +321,7 @@ impl Store {
             "SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1",
         )
         .bind(reservation_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.read())
         .await?;
         // Sorted here rather than in SQL: collation order differs between databases.
         items.sort();
@@ -344,7 +347,7 @@ impl Store {
     async fn close(&self, reservation_id: &str, close: Close) -> Result<(Reservation, Applied)> {
         let target = close.state();
         let now = now_millis();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.db.write().begin().await?;
         let closed = sqlx::query(
             "UPDATE reservations SET state = $2, update_time_ms = $3 WHERE reservation_id = $1 AND state = 'ACTIVE'",
         )
