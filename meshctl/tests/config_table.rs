@@ -22,8 +22,8 @@ const SERVICES: &[(ServiceInfo, Reader)] = &[
 
 /// Variable (or `PREFIX*` pattern) → the services the README says read it.
 fn documented() -> BTreeMap<String, BTreeSet<String>> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
-        .unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
     let section = readme
         .split("\n## Configuration\n")
         .nth(1)

@@ -215,7 +215,7 @@ fn the_shop_answers_grpcurl_and_stops_cleanly_on_sigterm() {
     let reply = grpcurl.call(
         INVENTORY,
         &format!("{inventory}/SetStock"),
-        r#"{"product_id": "moka-pot", "available_quantity": 10}"#,
+        r#"{"product_id": "moka-pot", "available_quantity": 10, "request_id": "stock-moka-1"}"#,
     );
     assert!(reply.contains(r#""availableQuantity": "10""#), "{reply}");
     let reply = grpcurl.call(

@@ -30,6 +30,7 @@ async fn start_shop() -> Shop {
     let config = inventory::Config {
         server: testing::server_config(inventory::SERVICE),
         database: database(dir.path(), "inventory").await,
+        reservation_ttl: inventory::store::DEFAULT_RESERVATION_TTL,
     };
     let inventory = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
         inventory::serve(config, listeners, shutdown)

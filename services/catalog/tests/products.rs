@@ -78,6 +78,7 @@ async fn products_carry_live_stock_from_inventory() {
             .set_stock(SetStockRequest {
                 product_id: "travel-mug".into(),
                 available_quantity: 3,
+                request_id: "restock-travel-mug".into(),
             })
             .await
             .unwrap();

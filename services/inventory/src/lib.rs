@@ -1,7 +1,8 @@
 //! The inventory service: stock per product, and reservations that hold stock for an order.
 //!
-//! Every mutation is idempotent, so the mesh may retry any of them: `SetStock` is absolute,
-//! `AdjustStock` is keyed by `request_id`, and a reservation by the caller's `reservation_id`.
+//! Every mutation is idempotent, so the mesh may retry any of them: `SetStock` and
+//! `AdjustStock` are keyed by `request_id`, a reservation by the caller's `reservation_id`.
+//! Reservations nobody commits or releases give their stock back after a time-to-live.
 
 #![forbid(unsafe_code)]
 
@@ -10,6 +11,8 @@ mod metrics;
 mod service;
 pub mod store;
 mod validate;
+
+use std::time::Duration;
 
 use meshmart::{
     config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
@@ -32,15 +35,36 @@ pub const SERVICE: ServiceInfo = ServiceInfo {
 pub struct Config {
     pub server: ServerConfig,
     pub database: DatabaseConfig,
+    /// How long a reservation holds stock unless committed or released:
+    /// `RESERVATION_TTL_SECS`.
+    pub reservation_ttl: Duration,
 }
 
 impl Config {
     pub fn from_env(env: &Env, server: ServerConfig) -> Result<Self, ConfigError> {
+        let ttl = env.seconds_or(
+            "RESERVATION_TTL_SECS",
+            store::DEFAULT_RESERVATION_TTL.as_secs(),
+        )?;
+        if ttl.is_zero() {
+            return Err(ConfigError {
+                variable: "RESERVATION_TTL_SECS",
+                value: "0".to_owned(),
+                expected: "a whole number of seconds, 1 or more".to_owned(),
+            });
+        }
         Ok(Self {
             database: DatabaseConfig::from_env(env, server.service)?,
+            reservation_ttl: ttl,
             server,
         })
     }
+}
+
+/// How often expired reservations are looked for: often enough that stock comes back soon
+/// after its time, and never more than every second.
+fn sweep_interval(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_secs(1), Duration::from_secs(30))
 }
 
 /// Opens the database and serves inventory on `listeners` until `shutdown` completes.
@@ -49,11 +73,38 @@ pub async fn serve(
     listeners: Listeners,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), meshmart::Error> {
-    let store = Store::connect(&config.database).await?;
+    let store = Store::connect(&config.database)
+        .await?
+        .with_reservation_ttl(config.reservation_ttl);
     let mut registry = meshmart::metrics::registry(SERVICE.name, &config.server.version);
     let metrics = metrics::Metrics::register(&mut registry);
-    ServiceHost::new(&config.server, registry)
+    // Every replica sweeps; the guarded state change lets each reservation expire once.
+    let sweeper = tokio::spawn(sweep(
+        store.clone(),
+        metrics.clone(),
+        sweep_interval(config.reservation_ttl),
+    ));
+    let served = ServiceHost::new(&config.server, registry)
         .add_service(InventoryServiceServer::new(Inventory::new(store, metrics)))
         .serve(listeners, shutdown)
-        .await
+        .await;
+    sweeper.abort();
+    served
+}
+
+/// Gives back the stock of expired reservations, every `interval`, until aborted.
+async fn sweep(store: Store, metrics: metrics::Metrics, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match store.expire_reservations().await {
+            Ok(0) => {}
+            Ok(expired) => {
+                metrics.reservations_expired(expired);
+                tracing::info!(expired, "gave back the stock of expired reservations");
+            }
+            Err(error) => tracing::warn!(%error, "cannot expire reservations; trying again later"),
+        }
+    }
 }

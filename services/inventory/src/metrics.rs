@@ -10,6 +10,8 @@ pub(crate) struct Metrics {
     pub(crate) reservations: OutcomeCounter,
     /// Units newly held by reservations.
     pub(crate) reserved_units: Counter,
+    /// Reservations released because they expired.
+    pub(crate) reservations_expired: Counter,
 }
 
 impl Metrics {
@@ -25,10 +27,21 @@ impl Metrics {
             "Units newly held by reservations",
             metrics.reserved_units.clone(),
         );
+        registry.register(
+            "inventory_reservations_expired",
+            "Reservations whose stock went back because nobody committed or released them",
+            metrics.reservations_expired.clone(),
+        );
         metrics
     }
 
     pub(crate) fn reservation(&self, outcome: &'static str) {
         meshmart::metrics::count(&self.reservations, outcome);
+    }
+
+    /// Reservations that gave their stock back because nobody committed or released them.
+    pub(crate) fn reservations_expired(&self, count: usize) {
+        self.reservations_expired
+            .inc_by(u64::try_from(count).unwrap_or(u64::MAX));
     }
 }

@@ -60,9 +60,13 @@ impl InventoryService for Inventory {
     ) -> Result<Response<pb::SetStockResponse>, Status> {
         let request = request.into_inner();
         validate::set_stock(&request)?;
-        let level = self
+        let (level, _) = self
             .store
-            .set_stock(&request.product_id, request.available_quantity)
+            .set_stock(
+                &request.request_id,
+                &request.product_id,
+                request.available_quantity,
+            )
             .await?;
         Ok(Response::new(pb::SetStockResponse {
             stock: Some(stock(level)),
@@ -181,5 +185,7 @@ fn reservation_message(reservation: Reservation) -> pb::Reservation {
         state: state.into(),
         create_time: Some(timestamp(reservation.create_time_ms)),
         update_time: Some(timestamp(reservation.update_time_ms)),
+        expire_time: reservation.expire_time_ms.map(timestamp),
+        expired: reservation.expired,
     }
 }

@@ -6,12 +6,18 @@
 //! SQLITE_BUSY surprises, even with another process on the file), and on PostgreSQL a second
 //! caller with the same key waits for the first and then sees its row.
 //! Stock rows are changed in product-id order, so two reservations never deadlock.
+//!
+//! `stock.rs` holds the keyed stock changes, `reservations.rs` the reservations.
 
-use meshmart::db::Pools;
-use meshmart::{config::DatabaseConfig, db::now_millis, demo};
+mod reservations;
+mod stock;
+
+use std::{sync::Arc, time::Duration};
+
+use meshmart::{config::DatabaseConfig, db::Pools, demo};
 use sqlx::migrate::Migrator;
 
-use crate::{Error, Result};
+use crate::Result;
 
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
@@ -71,7 +77,19 @@ pub struct Reservation {
     pub state: ReservationState,
     pub create_time_ms: i64,
     pub update_time_ms: i64,
+    /// When it gives its stock back if still ACTIVE; `None` for reservations older than
+    /// expiry.
+    pub expire_time_ms: Option<i64>,
+    /// Released because it expired, not by its owner.
+    pub expired: bool,
 }
+
+/// Milliseconds since the Unix epoch, as stored in `*_time_ms` columns. Injected, so tests
+/// can move time on without waiting for it.
+pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// How long a reservation holds stock unless committed or released: `RESERVATION_TTL_SECS`.
+pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
 
 /// Whether a call changed anything, or repeated an earlier one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,27 +98,59 @@ pub enum Applied {
     Earlier,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     db: Pools,
+    clock: Clock,
+    reservation_ttl_ms: i64,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("reservation_ttl_ms", &self.reservation_ttl_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
     /// Connects, migrates, and stocks the demo products in an empty database when asked to.
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, meshmart::Error> {
         let db = meshmart::db::connect(config, &MIGRATOR).await?;
-        let store = Self { db };
+        let store = Self {
+            db,
+            clock: Arc::new(meshmart::db::now_millis),
+            reservation_ttl_ms: millis(DEFAULT_RESERVATION_TTL),
+        };
         if config.seed_demo_data {
             store.seed().await?;
         }
         Ok(store)
     }
 
+    /// Reservations made from now on expire after `ttl`.
+    #[must_use]
+    pub fn with_reservation_ttl(mut self, ttl: Duration) -> Self {
+        self.reservation_ttl_ms = millis(ttl);
+        self
+    }
+
+    /// Reads the time from `clock` instead of the system's.
+    #[must_use]
+    pub fn with_clock(mut self, clock: Clock) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    fn now(&self) -> i64 {
+        (self.clock)()
+    }
+
     async fn seed(&self) -> Result<(), sqlx::Error> {
         if !meshmart::db::is_empty(self.db.read(), "stock").await? {
             return Ok(());
         }
-        let now = now_millis();
+        let now = self.now();
         let mut tx = self.db.write().begin().await?;
         for product in demo::PRODUCTS {
             sqlx::query(
@@ -145,278 +195,6 @@ impl Store {
             })
             .collect())
     }
-
-    /// Sets the available quantity of a product.
-    pub async fn set_stock(&self, product_id: &str, available: i64) -> Result<StockLevel> {
-        let row = sqlx::query_as::<_, (String, i64, i64, i64)>(
-            "INSERT INTO stock (product_id, available, reserved, update_time_ms) VALUES ($1, $2, 0, $3) \
-             ON CONFLICT (product_id) DO UPDATE SET available = excluded.available, update_time_ms = excluded.update_time_ms \
-             RETURNING product_id, available, reserved, update_time_ms",
-        )
-        .bind(product_id)
-        .bind(available)
-        .bind(now_millis())
-        .fetch_one(self.db.write())
-        .await?;
-        Ok(stock_level(row))
-    }
-
-    /// Adds `delta` to the available quantity, once per `request_id`.
-    pub async fn adjust_stock(
-        &self,
-        request_id: &str,
-        product_id: &str,
-        delta: i64,
-    ) -> Result<(StockLevel, Applied)> {
-        let now = now_millis();
-        let mut tx = self.db.write().begin().await?;
-        let recorded = sqlx::query(
-            "INSERT INTO stock_adjustments (request_id, product_id, delta, create_time_ms) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT (request_id) DO NOTHING",
-        )
-        .bind(request_id)
-        .bind(product_id)
-        .bind(delta)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if recorded == 0 {
-            tx.rollback().await?;
-            let (earlier_product, earlier_delta): (String, i64) = sqlx::query_as(
-                "SELECT product_id, delta FROM stock_adjustments WHERE request_id = $1",
-            )
-            .bind(request_id)
-            .fetch_one(self.db.read())
-            .await?;
-            if earlier_product != product_id || earlier_delta != delta {
-                return Err(Error::KeyReused {
-                    field: "request_id",
-                    key: request_id.to_owned(),
-                });
-            }
-            let level = self.stock_levels(&[product_id.to_owned()]).await?;
-            return Ok((
-                level
-                    .into_iter()
-                    .next()
-                    .unwrap_or_else(|| StockLevel::never_stocked(product_id)),
-                Applied::Earlier,
-            ));
-        }
-        sqlx::query(
-            "INSERT INTO stock (product_id, available, reserved, update_time_ms) VALUES ($1, 0, 0, $2) \
-             ON CONFLICT (product_id) DO NOTHING",
-        )
-        .bind(product_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        let row = sqlx::query_as::<_, (String, i64, i64, i64)>(
-            "UPDATE stock SET available = available + $2, update_time_ms = $3 \
-             WHERE product_id = $1 AND available + $2 >= 0 \
-             RETURNING product_id, available, reserved, update_time_ms",
-        )
-        .bind(product_id)
-        .bind(delta)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            let available = available_in(&mut tx, product_id).await?;
-            tx.rollback().await?;
-            return Err(Error::InsufficientStock {
-                product_id: product_id.to_owned(),
-                requested: -delta,
-                available,
-            });
-        };
-        tx.commit().await?;
-        Ok((stock_level(row), Applied::Now))
-    }
-
-    /// Holds stock for every item, all or nothing, once per `reservation_id`. `items` must
-    /// name each product once.
-    pub async fn reserve(
-        &self,
-        reservation_id: &str,
-        items: &[(String, i64)],
-    ) -> Result<(Reservation, Applied)> {
-        let mut items = items.to_vec();
-        items.sort();
-        let now = now_millis();
-        let mut tx = self.db.write().begin().await?;
-        let created = sqlx::query(
-            "INSERT INTO reservations (reservation_id, state, create_time_ms, update_time_ms) VALUES ($1, 'ACTIVE', $2, $2) \
-             ON CONFLICT (reservation_id) DO NOTHING",
-        )
-        .bind(reservation_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if created == 0 {
-            tx.rollback().await?;
-            let earlier = self.reservation(reservation_id).await?;
-            if earlier.items != items {
-                return Err(Error::KeyReused {
-                    field: "reservation_id",
-                    key: reservation_id.to_owned(),
-                });
-            }
-            return Ok((earlier, Applied::Earlier));
-        }
-        for (product_id, quantity) in &items {
-            let held = sqlx::query(
-                "UPDATE stock SET available = available - $2, reserved = reserved + $2, update_time_ms = $3 \
-                 WHERE product_id = $1 AND available >= $2",
-            )
-            .bind(product_id)
-            .bind(quantity)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-            if held == 0 {
-                let available = available_in(&mut tx, product_id).await?;
-                tx.rollback().await?;
-                return Err(Error::InsufficientStock {
-                    product_id: product_id.clone(),
-                    requested: *quantity,
-                    available,
-                });
-            }
-            sqlx::query("INSERT INTO reservation_items (reservation_id, product_id, quantity) VALUES ($1, $2, $3)")
-                .bind(reservation_id)
-                .bind(product_id)
-                .bind(quantity)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok((
-            Reservation {
-                reservation_id: reservation_id.to_owned(),
-                items,
-                state: ReservationState::Active,
-                create_time_ms: now,
-                update_time_ms: now,
-            },
-            Applied::Now,
-        ))
-    }
-
-    /// Returns a reservation.
-    pub async fn reservation(&self, reservation_id: &str) -> Result<Reservation> {
-        let row: Option<(String, i64, i64)> = sqlx::query_as(
-            "SELECT state, create_time_ms, update_time_ms FROM reservations WHERE reservation_id = $1",
-        )
-        .bind(reservation_id)
-        .fetch_optional(self.db.read())
-        .await?;
-        let Some((state, create_time_ms, update_time_ms)) = row else {
-            return Err(Error::ReservationNotFound(reservation_id.to_owned()));
-        };
-        let mut items: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1",
-        )
-        .bind(reservation_id)
-        .fetch_all(self.db.read())
-        .await?;
-        // Sorted here rather than in SQL: collation order differs between databases.
-        items.sort();
-        Ok(Reservation {
-            reservation_id: reservation_id.to_owned(),
-            items,
-            state: ReservationState::parse(&state),
-            create_time_ms,
-            update_time_ms,
-        })
-    }
-
-    /// Returns held stock to available. Releasing a released reservation changes nothing.
-    pub async fn release(&self, reservation_id: &str) -> Result<(Reservation, Applied)> {
-        self.close(reservation_id, Close::Release).await
-    }
-
-    /// Takes held stock out for good. Committing a committed reservation changes nothing.
-    pub async fn commit(&self, reservation_id: &str) -> Result<(Reservation, Applied)> {
-        self.close(reservation_id, Close::Commit).await
-    }
-
-    async fn close(&self, reservation_id: &str, close: Close) -> Result<(Reservation, Applied)> {
-        let target = close.state();
-        let now = now_millis();
-        let mut tx = self.db.write().begin().await?;
-        let closed = sqlx::query(
-            "UPDATE reservations SET state = $2, update_time_ms = $3 WHERE reservation_id = $1 AND state = 'ACTIVE'",
-        )
-        .bind(reservation_id)
-        .bind(target.as_str())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        if closed == 0 {
-            tx.rollback().await?;
-            let reservation = self.reservation(reservation_id).await?;
-            if reservation.state == target {
-                return Ok((reservation, Applied::Earlier));
-            }
-            return Err(Error::ReservationClosed {
-                reservation_id: reservation_id.to_owned(),
-                state: reservation.state.as_str(),
-                action: close.verb(),
-            });
-        }
-        let mut items: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT product_id, quantity FROM reservation_items WHERE reservation_id = $1",
-        )
-        .bind(reservation_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        items.sort();
-        let sql = match close {
-            Close::Release => {
-                "UPDATE stock SET available = available + $2, reserved = reserved - $2, update_time_ms = $3 WHERE product_id = $1"
-            }
-            Close::Commit => {
-                "UPDATE stock SET reserved = reserved - $2, update_time_ms = $3 WHERE product_id = $1"
-            }
-        };
-        for (product_id, quantity) in &items {
-            sqlx::query(sql)
-                .bind(product_id)
-                .bind(quantity)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok((self.reservation(reservation_id).await?, Applied::Now))
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-enum Close {
-    Release,
-    Commit,
-}
-
-impl Close {
-    fn state(self) -> ReservationState {
-        match self {
-            Self::Release => ReservationState::Released,
-            Self::Commit => ReservationState::Committed,
-        }
-    }
-
-    fn verb(self) -> &'static str {
-        match self {
-            Self::Release => "released",
-            Self::Commit => "committed",
-        }
-    }
 }
 
 fn stock_level(
@@ -428,6 +206,10 @@ fn stock_level(
         reserved,
         update_time_ms: Some(update_time_ms),
     }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 async fn available_in(tx: &mut sqlx::Transaction<'_, sqlx::Any>, product_id: &str) -> Result<i64> {

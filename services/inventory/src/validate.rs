@@ -59,7 +59,8 @@ pub(crate) fn set_stock(request: &SetStockRequest) -> Result<(), Status> {
             (0..=MAX_QUANTITY).contains(&request.available_quantity),
             "available_quantity",
             "must be from 0 to 1000000000",
-        );
+        )
+        .check(is_idempotency_key(&request.request_id), "request_id", KEY);
     violations.into_result()
 }
 

@@ -46,6 +46,7 @@ async fn concurrent_identical_reserves_hold_stock_once(backend: Backend) {
         .set_stock(SetStockRequest {
             product_id: "kettle".into(),
             available_quantity: 50,
+            request_id: "stock-kettle".into(),
         })
         .await
         .unwrap();
@@ -112,6 +113,7 @@ async fn reservation_is_all_or_nothing() {
         .set_stock(SetStockRequest {
             product_id: "milk-frother".into(),
             available_quantity: 5,
+            request_id: "stock-milk-frother".into(),
         })
         .await
         .unwrap();

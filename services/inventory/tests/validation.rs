@@ -54,11 +54,12 @@ async fn each_bad_field_is_named() {
             client
                 .set_stock(SetStockRequest {
                     product_id: "a".into(),
-                    available_quantity: -1
+                    available_quantity: -1,
+                    request_id: String::new(),
                 })
                 .await
         ),
-        ["available_quantity"]
+        ["available_quantity", "request_id"]
     );
     assert_eq!(
         violated_fields(

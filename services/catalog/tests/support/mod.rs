@@ -32,6 +32,7 @@ pub async fn start_on(backend: Backend, test: &str) -> Shop {
     let inventory_config = inventory::Config {
         server: testing::server_config(inventory::SERVICE),
         database: testing::database(backend, dir.path(), &format!("{test}_inventory")).await,
+        reservation_ttl: inventory::store::DEFAULT_RESERVATION_TTL,
     };
     let inventory = TestServer::spawn(&inventory_config.server.clone(), |listeners, shutdown| {
         inventory::serve(inventory_config, listeners, shutdown)

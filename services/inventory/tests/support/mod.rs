@@ -19,6 +19,7 @@ pub(crate) async fn start(backend: Backend, test: &str) -> Running {
     let config = Config {
         server: testing::server_config(inventory::SERVICE),
         database: testing::database(backend, dir.path(), test).await,
+        reservation_ttl: inventory::store::DEFAULT_RESERVATION_TTL,
     };
     let server = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
         inventory::serve(config, listeners, shutdown)
