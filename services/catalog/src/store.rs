@@ -162,9 +162,10 @@ impl Store {
         product: &ProductRecord,
     ) -> Result<(ProductRecord, Created)> {
         let now = now_millis();
+        let fingerprint = fingerprint(product);
         let inserted = sqlx::query(&format!(
-            "INSERT INTO products ({COLUMNS}, create_request_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8) \
-             ON CONFLICT DO NOTHING"
+            "INSERT INTO products ({COLUMNS}, create_request_id, create_request_fingerprint) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9) ON CONFLICT DO NOTHING"
         ))
         .bind(&product.product_id)
         .bind(&product.display_name)
@@ -174,6 +175,7 @@ impl Store {
         .bind(i64::from(product.price.nanos))
         .bind(now)
         .bind(request_id)
+        .bind(&fingerprint)
         .execute(self.db.write())
         .await?
         .rows_affected();
@@ -181,15 +183,18 @@ impl Store {
             return Ok((self.get(&product.product_id).await?, Created::Now));
         }
         if let Some(request_id) = request_id {
-            let earlier: Option<Row> = sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM products WHERE create_request_id = $1"
-            ))
+            let earlier: Option<(String, Option<String>)> = sqlx::query_as(
+                "SELECT product_id, create_request_fingerprint FROM products WHERE create_request_id = $1",
+            )
             .bind(request_id)
             .fetch_optional(self.db.read())
             .await?;
-            if let Some(earlier) = earlier.map(record) {
-                return if earlier.product_id == product.product_id {
-                    Ok((earlier, Created::Earlier))
+            if let Some((earlier_id, earlier_fingerprint)) = earlier {
+                // Rows made before fingerprints were kept compare by product id alone.
+                let same = earlier_id == product.product_id
+                    && earlier_fingerprint.is_none_or(|earlier| earlier == fingerprint);
+                return if same {
+                    Ok((self.get(&earlier_id).await?, Created::Earlier))
                 } else {
                     Err(Error::KeyReused(request_id.to_owned()))
                 };
@@ -231,4 +236,27 @@ impl Store {
         }
         self.get(product_id).await
     }
+}
+
+/// A digest of what a CreateProduct asked for: each field, length-prefixed so that no two
+/// different requests run together into the same bytes.
+fn fingerprint(product: &ProductRecord) -> String {
+    use sha2::{Digest, Sha256};
+    let mut digest = Sha256::new();
+    for field in [
+        product.product_id.as_bytes(),
+        product.display_name.as_bytes(),
+        product.description.as_bytes(),
+        product.price.currency_code.as_bytes(),
+        &product.price.units.to_be_bytes(),
+        &product.price.nanos.to_be_bytes(),
+    ] {
+        digest.update(u64::try_from(field.len()).unwrap_or(u64::MAX).to_be_bytes());
+        digest.update(field);
+    }
+    digest
+        .finalize()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }

@@ -356,3 +356,50 @@ async fn reflection_lists_only_the_catalog() {
     );
     shop.stop().await;
 }
+
+#[tokio::test]
+async fn a_request_id_is_one_create_under_concurrency_on_every_backend() {
+    for backend in meshmart::testing::backends() {
+        let shop = support::start_on(backend, "concurrent_create").await;
+        let create = |display_name: String| CreateProductRequest {
+            product_id: "cold-brew-jar".to_owned(),
+            product: Some(new_product(&display_name, 30)),
+            request_id: "req-press".to_owned(),
+        };
+
+        // 50 identical calls at once: one product, the same reply to every caller.
+        let identical: Vec<_> = (0..50)
+            .map(|_| {
+                let mut client = shop.client.clone();
+                let request = create("French press".into());
+                tokio::spawn(async move { client.create_product(request).await })
+            })
+            .collect();
+        let mut replies = Vec::new();
+        for call in identical {
+            replies.push(call.await.unwrap().unwrap().into_inner().product);
+        }
+        assert!(
+            replies.windows(2).all(|pair| pair[0] == pair[1]),
+            "{backend:?}"
+        );
+
+        // The same request_id with other payloads, 20 at once: every one is refused.
+        let different: Vec<_> = (0..20)
+            .map(|i| {
+                let mut client = shop.client.clone();
+                let request = create(format!("French press {i}"));
+                tokio::spawn(async move { client.create_product(request).await })
+            })
+            .collect();
+        for call in different {
+            let status = call.await.unwrap().unwrap_err();
+            assert_eq!(
+                status.code(),
+                Code::AlreadyExists,
+                "{backend:?}: {status:?}"
+            );
+        }
+        shop.stop().await;
+    }
+}
