@@ -97,21 +97,28 @@ impl HealthProbe {
         let started = Instant::now();
         let deadline = started + timeout;
         let mut last_logged = started;
+        let mut last = None;
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let last = match self.check_within(self.attempt_timeout.min(left)).await {
+            let budget = self
+                .attempt_timeout
+                .min(deadline.saturating_duration_since(Instant::now()));
+            match self.check_within(budget).await {
                 Ok(status) if status == want => return Ok(started.elapsed()),
-                Ok(status) => status.as_str_name().to_owned(),
+                Ok(status) => last = Some(status.as_str_name().to_owned()),
                 Err(error @ ProbeError::Endpoint(_)) => return Err(error),
-                Err(error) => error.to_string(),
-            };
+                // Cut short by the deadline: what the try before saw says more.
+                Err(ProbeError::NoAnswer(_)) if budget < self.attempt_timeout && last.is_some() => {
+                }
+                Err(error) => last = Some(error.to_string()),
+            }
+            let seen = last.as_deref().unwrap_or_default();
             if Instant::now() + self.interval >= deadline {
                 return Err(ProbeError::TimedOut {
                     endpoint: self.endpoint.clone(),
                     service: self.service.clone(),
                     want: want.as_str_name(),
                     waited: timeout,
-                    last,
+                    last: seen.to_owned(),
                 });
             }
             // A start that is stuck shows in the log, without a line per try.
@@ -121,7 +128,7 @@ impl HealthProbe {
                     endpoint = %self.endpoint,
                     service = %self.service,
                     want = want.as_str_name(),
-                    %last,
+                    last = seen,
                     "waiting for a health status"
                 );
             }

@@ -113,6 +113,8 @@ impl Child {
         let deadline = sent + self.stop_within;
         let mut killed = None;
         let status = tokio::select! {
+            // An exit that is already there counts as one, not as a kill.
+            biased;
             status = self.process.wait() => status,
             () = tokio::time::sleep_until(deadline) => {
                 killed = Some(Killed::Overdue(self.stop_within));
