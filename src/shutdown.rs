@@ -1,31 +1,55 @@
 //! The signals that end a service: SIGTERM (Kubernetes, `meshctl up`) and SIGINT (Ctrl-C).
+//!
+//! The handlers are installed when [`signal`] or [`service_signal`] is called, not when the
+//! future is first polled: a service reports SERVING before its serve loop polls the future,
+//! and a SIGTERM that arrived in between would otherwise kill it with the default action.
 
 use std::pin::Pin;
 
 /// A future that completes when the service should stop.
 pub type Signal = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 
-/// Completes when SIGTERM or SIGINT arrives.
+/// Completes when SIGTERM or SIGINT arrives. Must be called inside a Tokio runtime.
 pub fn signal() -> Signal {
-    Box::pin(wait_for_signal(false))
+    Box::pin(wait_for_signal(Handlers::install(), false))
 }
 
 /// Completes when SIGTERM or SIGINT arrives, and from then on ends the process at once
 /// when a second one arrives: whoever sends it (a person pressing Ctrl-C twice, a
 /// supervisor that has waited long enough) does not want the drain to finish.
 pub fn service_signal() -> Signal {
-    Box::pin(wait_for_signal(true))
+    Box::pin(wait_for_signal(Handlers::install(), true))
 }
 
-async fn wait_for_signal(exit_on_second: bool) {
+#[cfg(unix)]
+struct Handlers(std::io::Result<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>);
+
+#[cfg(unix)]
+impl Handlers {
+    fn install() -> Self {
+        use tokio::signal::unix::{SignalKind, signal};
+        Self(
+            signal(SignalKind::terminate())
+                .and_then(|term| Ok((term, signal(SignalKind::interrupt())?))),
+        )
+    }
+}
+
+#[cfg(not(unix))]
+struct Handlers;
+
+#[cfg(not(unix))]
+impl Handlers {
+    fn install() -> Self {
+        Self
+    }
+}
+
+async fn wait_for_signal(handlers: Handlers, exit_on_second: bool) {
     #[cfg(unix)]
     {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
+        match handlers.0 {
+            Ok((mut term, mut int)) => {
                 tokio::select! {
                     _ = term.recv() => tracing::info!(signal = "SIGTERM", "shutdown requested"),
                     _ = int.recv() => tracing::info!(signal = "SIGINT", "shutdown requested"),
@@ -42,13 +66,14 @@ async fn wait_for_signal(exit_on_second: bool) {
                     });
                 }
             }
-            (Err(error), _) | (_, Err(error)) => {
+            Err(error) => {
                 tracing::error!(%error, "cannot listen for shutdown signals; stopping");
             }
         }
     }
     #[cfg(not(unix))]
     {
+        let Handlers = handlers;
         let _ = exit_on_second;
         if let Err(error) = tokio::signal::ctrl_c().await {
             tracing::error!(%error, "cannot listen for ctrl-c; stopping");
