@@ -268,6 +268,25 @@ mod tests {
         assert_eq!(truncate("longer".to_owned(), 5), "lo…");
     }
 
+    /// The largest answer there can be: every reported part at its limit, in bytes that
+    /// `grpc-message` percent-encodes (three bytes each), and a count of the rest.
+    #[test]
+    fn the_largest_answer_fits_the_trailer_budget() {
+        let mut violations = FieldViolations::new();
+        for _ in 0..MAX_REPORTED_VIOLATIONS + 1 {
+            violations.add("\u{1}".repeat(1000), "\u{7f}".repeat(1000));
+        }
+        let status = violations.into_result().unwrap_err();
+        let mut trailers = http::HeaderMap::new();
+        status.add_header(&mut trailers).unwrap();
+        let bytes: usize = trailers
+            .iter()
+            .map(|(name, value)| name.as_str().len() + value.len())
+            .sum();
+        assert!((6 * 1024..=7 * 1024).contains(&bytes), "{bytes}");
+        check_bad_request(&status).unwrap();
+    }
+
     /// Arbitrary text: any character, newlines and controls included.
     fn text(max: usize) -> impl Strategy<Value = String> {
         proptest::collection::vec(any::<char>(), 1..=max).prop_map(String::from_iter)
