@@ -23,6 +23,43 @@ pub use error::{Error, Result};
 pub use service::Catalog;
 pub use store::Store;
 
+/// The request checks and page tokens, for the fuzz targets in `fuzz/` (feature `fuzzing`):
+/// they are the crate's own, and this is no API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use meshmart::proto::catalog::{
+        CreateProductRequest, ListProductsRequest, UpdateProductRequest,
+    };
+    use tonic::Status;
+
+    use crate::{page_token, store::ProductChanges, validate};
+
+    pub const DEFAULT_PAGE_SIZE: usize = validate::DEFAULT_PAGE_SIZE;
+    pub const MAX_PAGE_SIZE: usize = validate::MAX_PAGE_SIZE;
+    pub const MAX_MASK_PATHS: usize = validate::MAX_MASK_PATHS;
+
+    pub fn product_name(name: &str) -> Result<String, Status> {
+        validate::product_name("name", name)
+    }
+    pub fn list(request: &ListProductsRequest) -> Result<(Option<String>, usize), Status> {
+        validate::list(request)
+    }
+    pub fn create(request: &CreateProductRequest) -> Result<(String, ProductChanges), Status> {
+        validate::create(request)
+    }
+    pub fn update(request: &UpdateProductRequest) -> Result<(String, ProductChanges), Status> {
+        validate::update(request)
+    }
+    pub fn encode_page_token(last_product_id: &str) -> String {
+        page_token::encode(last_product_id)
+    }
+    pub fn decode_page_token(token: &str) -> Option<String> {
+        page_token::decode(token)
+    }
+    pub const MAX_PAGE_TOKEN_LEN: usize = page_token::MAX_LEN;
+}
+
 /// The catalog service's name and port.
 pub const SERVICE: ServiceInfo = ServiceInfo {
     name: "catalog",

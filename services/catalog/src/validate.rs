@@ -18,6 +18,11 @@ pub(crate) const DEFAULT_PAGE_SIZE: usize = 20;
 pub(crate) const MAX_PAGE_SIZE: usize = 100;
 const MAX_DISPLAY_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 2000;
+/// Most paths an update mask may name. Product has three mutable fields; room is left for
+/// repeats and `*`, and a mask past this is one violation, its paths not checked one by one.
+pub(crate) const MAX_MASK_PATHS: usize = 16;
+/// Longest part of an unknown mask path quoted back in a violation.
+const MAX_QUOTED_PATH: usize = 40;
 
 /// The id in a `products/{product_id}` name.
 pub(crate) fn product_name(field: &str, name: &str) -> Result<String, Status> {
@@ -104,7 +109,17 @@ pub(crate) fn update(request: &UpdateProductRequest) -> Result<(String, ProductC
         "must be products/{product_id}",
     );
 
-    let paths = mask_paths(request, product);
+    let too_many = request
+        .update_mask
+        .as_ref()
+        .is_some_and(|mask| mask.paths.len() > MAX_MASK_PATHS);
+    let paths = if too_many {
+        // Reported once, the paths left unread: a mask of a million paths costs no more.
+        violations.add("update_mask", "must name at most 16 paths");
+        Vec::new()
+    } else {
+        mask_paths(request, product)
+    };
     let mut changes = ProductChanges::default();
     for path in &paths {
         match path.as_str() {
@@ -127,11 +142,18 @@ pub(crate) fn update(request: &UpdateProductRequest) -> Result<(String, ProductC
                 violations.add("update_mask", format!("{path} cannot be changed"));
             }
             other => {
-                violations.add("update_mask", format!("{other} is not a field of Product"));
+                violations.add(
+                    "update_mask",
+                    format!("{} is not a field of Product", quoted(other)),
+                );
             }
         }
     }
-    violations.check(!paths.is_empty(), "update_mask", "names no field to change");
+    violations.check(
+        too_many || !paths.is_empty(),
+        "update_mask",
+        "names no field to change",
+    );
     violations.into_result()?;
     Ok((id.unwrap_or_default().to_owned(), changes))
 }
@@ -159,10 +181,29 @@ fn mask_paths(request: &UpdateProductRequest, product: &Product) -> Vec<String> 
     }
 }
 
+/// An unknown mask path as quoted back to the caller: its start only, and with Rust's
+/// escapes, so control characters and a path as long as the message limit stay out of the
+/// violation.
+fn quoted(path: &str) -> String {
+    let mut start: String = path.chars().take(MAX_QUOTED_PATH).collect();
+    if start.len() < path.len() {
+        start.push('…');
+    }
+    format!("{start:?}")
+}
+
+/// Whether `value` has from `min` to `max` characters. The bytes are counted first, so a
+/// string of megabytes is not walked through to count its characters.
+fn has_chars(value: &str, min: usize, max: usize) -> bool {
+    // A character is 1 to 4 bytes in UTF-8.
+    value.len() >= min
+        && value.len() <= max.saturating_mul(4)
+        && (min..=max).contains(&value.chars().count())
+}
+
 fn display_name(violations: &mut FieldViolations, field: &str, value: &str) {
-    let length = value.chars().count();
     violations.check(
-        (1..=MAX_DISPLAY_NAME).contains(&length) && !value.trim().is_empty(),
+        has_chars(value, 1, MAX_DISPLAY_NAME) && !value.trim().is_empty(),
         field,
         "must be 1 to 200 characters, not only spaces",
     );
@@ -170,7 +211,7 @@ fn display_name(violations: &mut FieldViolations, field: &str, value: &str) {
 
 fn description(violations: &mut FieldViolations, field: &str, value: &str) {
     violations.check(
-        value.chars().count() <= MAX_DESCRIPTION,
+        has_chars(value, 0, MAX_DESCRIPTION),
         field,
         "must be at most 2000 characters",
     );
@@ -210,3 +251,6 @@ fn price(violations: &mut FieldViolations, field: &str, money: Option<&Money>) -
         nanos: money.nanos,
     })
 }
+
+#[cfg(test)]
+mod properties;

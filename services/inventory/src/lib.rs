@@ -24,6 +24,42 @@ pub use error::{Error, Result};
 pub use service::Inventory;
 pub use store::Store;
 
+/// The request checks, for the fuzz targets in `fuzz/` (feature `fuzzing`): they are the
+/// crate's own, and this is no API.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use meshmart::proto::inventory::{
+        AdjustStockRequest, BatchGetStockRequest, ReserveStockRequest, SetStockRequest,
+    };
+    use tonic::Status;
+
+    use crate::validate;
+
+    pub const MAX_BATCH: usize = validate::MAX_BATCH;
+    pub const MAX_ITEMS: usize = validate::MAX_ITEMS;
+    pub const MAX_QUANTITY: i64 = validate::MAX_QUANTITY;
+
+    pub fn product_id(id: &str) -> Result<(), Status> {
+        validate::product_id("product_id", id)
+    }
+    pub fn reservation_id(id: &str) -> Result<(), Status> {
+        validate::reservation_id(id)
+    }
+    pub fn batch_get(request: &BatchGetStockRequest) -> Result<(), Status> {
+        validate::batch_get(request)
+    }
+    pub fn set_stock(request: &SetStockRequest) -> Result<(), Status> {
+        validate::set_stock(request)
+    }
+    pub fn adjust_stock(request: &AdjustStockRequest) -> Result<(), Status> {
+        validate::adjust_stock(request)
+    }
+    pub fn reserve(request: &ReserveStockRequest) -> Result<Vec<(String, i64)>, Status> {
+        validate::reserve(request)
+    }
+}
+
 /// The inventory service's name and port.
 pub const SERVICE: ServiceInfo = ServiceInfo {
     name: "inventory",
