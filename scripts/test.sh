@@ -56,7 +56,7 @@ step "fuzz targets (clippy only; running them: docs/development.md)"
 # and without libFuzzer's C++ runtime (--no-default-features): type checking needs none of
 # it. In the workspace's target/, the dependencies the step above checked are reused: about
 # 40 s cold, a second or two warm.
-CARGO_TARGET_DIR="$ROOT/target" cargo clippy --manifest-path fuzz/Cargo.toml --locked \
+CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" cargo clippy --manifest-path fuzz/Cargo.toml --locked \
     --no-default-features --bins -- -D warnings
 
 step "deployment files"

@@ -298,7 +298,7 @@ mod tests {
         /// the rest, within the trailer budget.
         #[test]
         fn any_violations_make_a_bounded_answer(
-            added in proptest::collection::vec((text(300), text(600)), 0..60),
+            added in proptest::collection::vec((text(150), text(300)), 0..45),
         ) {
             let mut violations = FieldViolations::new();
             for (field, description) in &added {
