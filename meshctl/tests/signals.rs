@@ -1,5 +1,7 @@
-//! A service process stops the way a supervisor expects: SIGTERM starts the drain, and a
-//! second SIGTERM ends the process at once, with the exit code of a process killed by it.
+//! A service process stops the way a supervisor expects: SIGTERM starts the drain; a
+//! second SIGTERM ends the process at once, with the exit code of a process killed by it;
+//! and calls still running when the grace period ends are abandoned, said so in the log,
+//! and make the exit fail.
 
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -55,4 +57,62 @@ async fn a_second_sigterm_ends_the_drain_at_once() {
         .expect("the second SIGTERM did not end the process")
         .unwrap();
     assert_eq!(status.code(), Some(143), "{status}");
+}
+
+#[tokio::test]
+async fn calls_still_running_when_the_grace_period_ends_make_the_exit_fail() {
+    // An "inventory" that accepts connections and never answers: the catalog's stock
+    // lookup, and so the GetProduct call, stays in flight.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let grpc = format!("127.0.0.1:{}", free_port());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+        .args(["serve", "catalog"])
+        .env("GRPC_ADDR", &grpc)
+        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
+        .env("DATA_DIR", dir.path())
+        .env("INVENTORY_ADDR", format!("http://{silent_addr}"))
+        .env("SHUTDOWN_GRACE_PERIOD_SECS", "1")
+        .env("LOG_FORMAT", "json")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let endpoint = format!("http://{grpc}");
+    wait_until_serving(&endpoint, "", Duration::from_secs(60))
+        .await
+        .unwrap();
+
+    let mut client =
+        meshmart::proto::catalog::catalog_service_client::CatalogServiceClient::connect(
+            endpoint.clone(),
+        )
+        .await
+        .unwrap();
+    let held = tokio::spawn(async move {
+        client
+            .get_product(meshmart::proto::catalog::GetProductRequest {
+                name: "products/espresso-cup".into(),
+            })
+            .await
+    });
+    // The call has reached the catalog once it has connected to the silent inventory.
+    let (_held_connection, _) = tokio::task::spawn_blocking(move || silent.accept())
+        .await
+        .unwrap()
+        .unwrap();
+
+    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
+        .await
+        .expect("the grace period did not end the process")
+        .unwrap();
+    assert!(!output.status.success(), "{}", output.status);
+    let logs = String::from_utf8_lossy(&output.stdout);
+    assert!(logs.contains("abandoning calls in flight"), "{logs}");
+    assert!(logs.contains("\"calls_in_flight\":1"), "{logs}");
+    assert!(held.await.unwrap().is_err());
 }
