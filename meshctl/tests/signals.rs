@@ -67,7 +67,7 @@ async fn calls_still_running_when_the_grace_period_ends_make_the_exit_fail() {
     let silent_addr = silent.local_addr().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let grpc = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshctl"))
+    let child = Command::new(env!("CARGO_BIN_EXE_meshctl"))
         .args(["serve", "catalog"])
         .env("GRPC_ADDR", &grpc)
         .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
