@@ -7,7 +7,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    process::Stdio,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -15,51 +14,19 @@ use std::{
     time::Duration,
 };
 
-use meshmart::{
-    probe::wait_until_serving,
-    proto::catalog::{GetProductRequest, catalog_service_client::CatalogServiceClient},
-};
-use nix::{sys::signal::Signal, unistd::Pid};
-use tokio::process::{Child, Command};
+use meshmart::proto::catalog::{GetProductRequest, catalog_service_client::CatalogServiceClient};
+use nix::sys::signal::Signal;
 use tonic::transport::Channel;
 use tonic_health::pb::{
     HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
 };
 
+mod support;
+
 const CALLERS: usize = 8;
 
-fn free_addr() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("127.0.0.1:{port}")
-}
-
-/// `meshctl serve <service>` on a free port; returns the process and its gRPC address.
-async fn serve(service: &str, data: &std::path::Path, env: &[(&str, &str)]) -> (Child, String) {
-    let grpc = free_addr();
-    let child = Command::new(env!("CARGO_BIN_EXE_meshctl"))
-        .args(["serve", service])
-        .env("GRPC_ADDR", &grpc)
-        .env("METRICS_ADDR", free_addr())
-        .env("DATA_DIR", data)
-        .env("LOG_FORMAT", "json")
-        .envs(env.iter().copied())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    wait_until_serving(&format!("http://{grpc}"), "", Duration::from_secs(60))
-        .await
-        .unwrap();
-    (child, grpc)
-}
-
-async fn channel(addr: &str) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
+async fn channel(endpoint: &str) -> Channel {
+    Channel::from_shared(endpoint.to_owned())
         .unwrap()
         .connect()
         .await
@@ -76,9 +43,9 @@ struct Tally {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_drain_delay_fails_no_call() {
     let dir = tempfile::tempdir().unwrap();
-    let (_inventory, inventory) = serve("inventory", &dir.path().join("inventory"), &[]).await;
-    let inventory = format!("http://{inventory}");
-    let (mut a, a_addr) = serve(
+    let (_inventory, inventory) =
+        support::serve("inventory", &dir.path().join("inventory"), &[], false).await;
+    let (mut a, a_addr) = support::serve(
         "catalog",
         &dir.path().join("a"),
         &[
@@ -86,12 +53,14 @@ async fn sigterm_with_a_drain_delay_fails_no_call() {
             ("SERVICE_VERSION", "a"),
             ("SHUTDOWN_DRAIN_DELAY_SECS", "2"),
         ],
+        false,
     )
     .await;
-    let (_b, b_addr) = serve(
+    let (_b, b_addr) = support::serve(
         "catalog",
         &dir.path().join("b"),
         &[("INVENTORY_ADDR", &inventory), ("SERVICE_VERSION", "b")],
+        false,
     )
     .await;
     let replicas = [
@@ -171,8 +140,7 @@ async fn sigterm_with_a_drain_delay_fails_no_call() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let pid = Pid::from_raw(i32::try_from(a.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    support::send(&a, Signal::SIGTERM);
     let exited = tokio::time::timeout(Duration::from_secs(60), a.wait())
         .await
         .expect("replica a did not stop")

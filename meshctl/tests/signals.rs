@@ -6,44 +6,29 @@
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::{process::Stdio, time::Duration};
+mod support;
 
-use meshmart::probe::{HealthProbe, ServingStatus, wait_until_serving};
-use nix::{sys::signal::Signal, unistd::Pid};
-use tokio::process::Command;
+use std::time::Duration;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use meshmart::{
+    probe::{HealthProbe, ServingStatus},
+    proto::catalog::{GetProductRequest, catalog_service_client::CatalogServiceClient},
+};
+use nix::sys::signal::Signal;
 
 #[tokio::test]
 async fn a_second_sigterm_ends_the_drain_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let grpc = format!("127.0.0.1:{}", free_port());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshctl"))
-        .args(["serve", "inventory"])
-        .env("GRPC_ADDR", &grpc)
-        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("DATA_DIR", dir.path())
-        // Far longer than the test: only the second signal can end it in time.
-        .env("SHUTDOWN_DRAIN_DELAY_SECS", "600")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let endpoint = format!("http://{grpc}");
-    wait_until_serving(&endpoint, "", Duration::from_secs(60))
-        .await
-        .unwrap();
-    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
+    // A drain delay far longer than the test: only the second signal can end it in time.
+    let (mut child, endpoint) = support::serve(
+        "inventory",
+        dir.path(),
+        &[("SHUTDOWN_DRAIN_DELAY_SECS", "600")],
+        false,
+    )
+    .await;
 
-    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    support::send(&child, Signal::SIGTERM);
     // The drain has started (health says so) and the process is still there.
     HealthProbe::new(&endpoint, "")
         .wait_for(ServingStatus::NotServing, Duration::from_secs(30))
@@ -51,7 +36,7 @@ async fn a_second_sigterm_ends_the_drain_at_once() {
         .unwrap();
     assert!(child.try_wait().unwrap().is_none());
 
-    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    support::send(&child, Signal::SIGTERM);
     let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
         .await
         .expect("the second SIGTERM did not end the process")
@@ -64,36 +49,23 @@ async fn calls_still_running_when_the_grace_period_ends_make_the_exit_fail() {
     // An "inventory" that accepts connections and never answers: the catalog's stock
     // lookup, and so the GetProduct call, stays in flight.
     let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let silent_addr = silent.local_addr().unwrap();
+    let inventory = format!("http://{}", silent.local_addr().unwrap());
     let dir = tempfile::tempdir().unwrap();
-    let grpc = format!("127.0.0.1:{}", free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_meshctl"))
-        .args(["serve", "catalog"])
-        .env("GRPC_ADDR", &grpc)
-        .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("DATA_DIR", dir.path())
-        .env("INVENTORY_ADDR", format!("http://{silent_addr}"))
-        .env("SHUTDOWN_GRACE_PERIOD_SECS", "1")
-        .env("LOG_FORMAT", "json")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let endpoint = format!("http://{grpc}");
-    wait_until_serving(&endpoint, "", Duration::from_secs(60))
-        .await
-        .unwrap();
+    let (child, endpoint) = support::serve(
+        "catalog",
+        dir.path(),
+        &[
+            ("INVENTORY_ADDR", &inventory),
+            ("SHUTDOWN_GRACE_PERIOD_SECS", "1"),
+        ],
+        true,
+    )
+    .await;
 
-    let mut client =
-        meshmart::proto::catalog::catalog_service_client::CatalogServiceClient::connect(
-            endpoint.clone(),
-        )
-        .await
-        .unwrap();
+    let mut client = CatalogServiceClient::connect(endpoint).await.unwrap();
     let held = tokio::spawn(async move {
         client
-            .get_product(meshmart::proto::catalog::GetProductRequest {
+            .get_product(GetProductRequest {
                 name: "products/espresso-cup".into(),
             })
             .await
@@ -104,8 +76,7 @@ async fn calls_still_running_when_the_grace_period_ends_make_the_exit_fail() {
         .unwrap()
         .unwrap();
 
-    let pid = Pid::from_raw(i32::try_from(child.id().unwrap()).unwrap());
-    nix::sys::signal::kill(pid, Signal::SIGTERM).unwrap();
+    support::send(&child, Signal::SIGTERM);
     let output = tokio::time::timeout(Duration::from_secs(30), child.wait_with_output())
         .await
         .expect("the grace period did not end the process")
