@@ -173,6 +173,31 @@ impl ServiceHost {
     }
 }
 
+/// What answers each call on a connection: the per-call layers over tonic's routes.
+trait CallStack:
+    Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<Body>,
+        Error = Infallible,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S> CallStack for S where
+    S: Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<Body>,
+            Error = Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// The open HTTP/2 connections of one server, each served by its own task.
 struct Connections<S> {
     listener: Option<TcpListener>,
@@ -184,14 +209,7 @@ struct Connections<S> {
 
 impl<S> Connections<S>
 where
-    S: Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: CallStack,
 {
     fn new(listener: TcpListener, service: S) -> Self {
         Self {
@@ -263,14 +281,7 @@ async fn serve_connection<S>(
     service: S,
     mut go_away: watch::Receiver<bool>,
 ) where
-    S: Service<
-            http::Request<hyper::body::Incoming>,
-            Response = http::Response<Body>,
-            Error = Infallible,
-        > + Clone
-        + Send
-        + 'static,
-    S::Future: Send + 'static,
+    S: CallStack,
 {
     let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
     // As tonic's server: no limit on concurrent calls per connection (the mesh's
