@@ -33,7 +33,8 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 /// Headers forwarded unchanged from an incoming call to every outgoing one, as Istio asks
 /// of applications so that Envoy's spans join one trace. When the service exports its own
-/// spans, only `x-request-id` is forwarded: the rest are written from the current span.
+/// spans, only the first (`x-request-id`) is forwarded: the trace headers after it are
+/// written from the current span instead.
 const FORWARDED_HEADERS: &[&str] = &[
     "x-request-id",
     "traceparent",
@@ -45,6 +46,9 @@ const FORWARDED_HEADERS: &[&str] = &[
     "x-b3-flags",
     "b3",
 ];
+
+/// How many of [`FORWARDED_HEADERS`] are forwarded even when spans are exported.
+const FORWARDED_WHEN_EXPORTING: usize = 1;
 
 const GRPC_TIMEOUT: &str = "grpc-timeout";
 
@@ -67,7 +71,7 @@ impl CallContext {
             .and_then(parse_grpc_timeout)
             .map(|timeout| Instant::now() + timeout);
         let forward = if exporting {
-            &FORWARDED_HEADERS[..1]
+            &FORWARDED_HEADERS[..FORWARDED_WHEN_EXPORTING]
         } else {
             FORWARDED_HEADERS
         };
