@@ -10,6 +10,7 @@ pub mod context;
 pub mod db;
 pub mod demo;
 mod error;
+pub mod events;
 pub mod health;
 pub mod metrics;
 pub mod probe;
