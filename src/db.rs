@@ -10,9 +10,10 @@
 use std::{path::Path, time::Duration};
 
 use sqlx::{
-    AnyConnection, AnyPool, Connection,
-    any::{AnyPoolOptions, install_default_drivers},
+    Any, AnyConnection, AnyPool, Connection,
+    any::{AnyArguments, AnyPoolOptions, install_default_drivers},
     migrate::Migrator,
+    query::Query,
 };
 
 use crate::{Error, Result, config::DatabaseConfig};
@@ -72,6 +73,31 @@ pub async fn connect(config: &DatabaseConfig, migrator: &Migrator) -> Result<Poo
     };
     tracing::info!(backend = config.backend(), "database ready");
     Ok(Pools { read, write })
+}
+
+/// A statement with its values bound, owning everything it needs.
+pub type Statement = Query<'static, Any, AnyArguments<'static>>;
+
+/// Connects and migrates as [`connect`] does; then, when the configuration asks for demo
+/// data (`SEED_DEMO_DATA`) and `table` is still empty, runs the statements `demo_rows`
+/// makes, in one transaction. `table` is a name from the service's own migrations.
+pub async fn connect_seeded(
+    config: &DatabaseConfig,
+    migrator: &Migrator,
+    table: &str,
+    demo_rows: impl FnOnce() -> Vec<Statement>,
+) -> Result<Pools> {
+    let pools = connect(config, migrator).await?;
+    if config.seed_demo_data && is_empty(pools.read(), table).await? {
+        let mut tx = pools.write().begin().await?;
+        let mut rows = 0_u64;
+        for statement in demo_rows() {
+            rows += statement.execute(&mut *tx).await?.rows_affected();
+        }
+        tx.commit().await?;
+        tracing::info!(table, rows, "added the demo data");
+    }
+    Ok(pools)
 }
 
 /// The URL to connect to: a SQLite URL gets its folder created and `mode=rwc`, so the file

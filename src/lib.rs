@@ -18,6 +18,7 @@ pub mod proto;
 pub mod runtime;
 pub mod server;
 pub mod shutdown;
+pub mod status;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -61,25 +61,66 @@ async fn bind(addr: SocketAddr) -> Result<TcpListener> {
 }
 
 /// Assembles one service's server. Every service builds it the same way:
-/// `ServiceHost::new(&config, registry).add_service(...).serve(listeners, shutdown)`.
-#[derive(Debug)]
+/// `ServiceHost::new(&config)`, its metrics registered in [`ServiceHost::registry`], then
+/// `.add_service(...)`, any `.run_beside(...)`, and `.serve(listeners, shutdown)`.
 pub struct ServiceHost {
     config: ServerConfig,
     registry: Registry,
     routes: RoutesBuilder,
     health: Health,
     names: Vec<&'static str>,
+    beside: Vec<(&'static str, BesideTask)>,
+}
+
+/// Work a service does beside answering calls (a sweeper, an outbox relay, an event
+/// consumer), started with a signal that completes when the drain begins.
+type BesideTask = Box<dyn FnOnce(crate::shutdown::Signal) -> crate::shutdown::Signal + Send>;
+
+impl std::fmt::Debug for ServiceHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceHost")
+            .field("service", &self.config.service.name)
+            .field("services", &self.names)
+            .field(
+                "beside",
+                &self.beside.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl ServiceHost {
-    pub fn new(config: &ServerConfig, registry: Registry) -> Self {
+    /// A host for the service `config` names, with its metrics registry holding the
+    /// build info every service reports.
+    pub fn new(config: &ServerConfig) -> Self {
         Self {
+            registry: crate::metrics::registry(config.service.name, &config.version),
             config: config.clone(),
-            registry,
             routes: RoutesBuilder::default(),
             health: Health::new(),
             names: Vec::new(),
+            beside: Vec::new(),
         }
+    }
+
+    /// Where the service registers its own metrics, served on its metrics port.
+    pub fn registry(&mut self) -> &mut Registry {
+        &mut self.registry
+    }
+
+    /// Runs `task` while the service serves. Its argument completes when the drain begins;
+    /// the task should then finish what it holds and return. Once the connections have
+    /// closed, the host waits for it up to the grace period, and then drops it.
+    pub fn run_beside<F, Fut>(mut self, name: &'static str, task: F) -> Self
+    where
+        F: FnOnce(crate::shutdown::Signal) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        self.beside.push((
+            name,
+            Box::new(move |stopping| Box::pin(task(stopping)) as crate::shutdown::Signal),
+        ));
+        self
     }
 
     /// Adds a gRPC service; it reports SERVING once the server is listening, and server
@@ -119,6 +160,7 @@ impl ServiceHost {
             mut routes,
             health,
             names,
+            beside,
         } = self;
 
         routes.add_service(health.service());
@@ -139,6 +181,19 @@ impl ServiceHost {
             let _ = stop_metrics_rx.await;
         }));
 
+        let (draining_tx, draining_rx) = watch::channel(false);
+        let mut beside_tasks = JoinSet::new();
+        for (name, task) in beside {
+            let mut draining = draining_rx.clone();
+            let stopping: crate::shutdown::Signal = Box::pin(async move {
+                let _ = draining.wait_for(|draining| *draining).await;
+            });
+            beside_tasks.spawn(async move {
+                task(stopping).await;
+                name
+            });
+        }
+
         health.set_all(&names, ServingStatus::Serving);
         tracing::info!(
             service = config.service.name,
@@ -151,6 +206,7 @@ impl ServiceHost {
         connections.accept_until(shutdown).await;
 
         health.start_drain();
+        let _ = draining_tx.send(true);
         tracing::info!(
             drain_delay_secs = config.drain_delay.as_secs_f64(),
             "health is NOT_SERVING; draining"
@@ -158,7 +214,9 @@ impl ServiceHost {
         connections
             .accept_until(tokio::time::sleep(config.drain_delay))
             .await;
+        let grace_ends = tokio::time::Instant::now() + config.grace_period;
         let result = connections.close(config.grace_period, &in_flight).await;
+        stop_beside(beside_tasks, grace_ends).await;
 
         let _ = stop_metrics_tx.send(());
         match metrics.await {
@@ -170,6 +228,27 @@ impl ServiceHost {
             tracing::info!("stopped");
         }
         result
+    }
+}
+
+/// Waits until the grace period ends for the tasks beside the service to return, and drops
+/// the rest: what they hold must be safe to lose (an unacknowledged event comes back).
+async fn stop_beside(mut tasks: JoinSet<&'static str>, grace_ends: tokio::time::Instant) {
+    let finished = tokio::time::timeout_at(grace_ends, async {
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(name) => tracing::debug!(task = name, "stopped"),
+                Err(error) => tracing::error!(%error, "task beside the service failed"),
+            }
+        }
+    })
+    .await;
+    if finished.is_err() {
+        tracing::warn!(
+            tasks = tasks.len(),
+            "tasks beside the service did not stop in time; dropping them"
+        );
+        tasks.shutdown().await;
     }
 }
 

@@ -91,8 +91,7 @@ impl Running {
         let listeners = Listeners::bind(&config).await.unwrap();
         let addr = listeners.grpc_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let host = ServiceHost::new(&config, meshmart::metrics::registry("echo", "v1"))
-            .add_service(EchoServiceServer::new(echo));
+        let host = ServiceHost::new(&config).add_service(EchoServiceServer::new(echo));
         let task = tokio::spawn(host.serve(listeners, async {
             let _ = stopped.await;
         }));

@@ -55,8 +55,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), meshmart::Error> {
     // The registry holds only the build info metric, as every service's does.
-    let registry = meshmart::metrics::registry(SERVICE.name, &config.server.version);
-    ServiceHost::new(&config.server, registry)
+    ServiceHost::new(&config.server)
         .add_service(EchoServiceServer::new(Echo))
         .serve(listeners, shutdown)
         .await

@@ -94,12 +94,11 @@ pub async fn serve(
     let store = Store::connect(&config.database).await?;
     let inventory =
         InventoryServiceClient::new(meshmart::client::connect_lazy(&config.inventory_addr)?);
-    let mut registry = meshmart::metrics::registry(SERVICE.name, &config.server.version);
-    let metrics = metrics::Metrics::register(&mut registry);
-    ServiceHost::new(&config.server, registry)
-        .add_service(CatalogServiceServer::new(Catalog::new(
-            store, inventory, metrics,
-        )))
-        .serve(listeners, shutdown)
-        .await
+    let mut host = ServiceHost::new(&config.server);
+    let metrics = metrics::Metrics::register(host.registry());
+    host.add_service(CatalogServiceServer::new(Catalog::new(
+        store, inventory, metrics,
+    )))
+    .serve(listeners, shutdown)
+    .await
 }

@@ -1,6 +1,7 @@
 //! The gRPC face of the catalog: check the request, read or write the store, join the
 //! live stock from inventory, shape the reply.
 
+use meshmart::status::Failure;
 use std::collections::HashMap;
 
 use meshmart::{
@@ -63,7 +64,7 @@ impl Catalog {
             }
             Err(status) => {
                 self.metrics.stock_lookup("error");
-                return Err(Error::Inventory(status));
+                return Err(Failure::downstream("inventory", status).into());
             }
         };
         let available: HashMap<String, i64> = stocks

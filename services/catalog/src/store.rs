@@ -1,6 +1,7 @@
 //! Products in the catalog's own database (SQLite or PostgreSQL).
 
 use meshmart::db::Pools;
+use meshmart::status::Failure;
 use meshmart::{config::DatabaseConfig, db::now_millis, demo};
 use sqlx::migrate::Migrator;
 
@@ -9,6 +10,9 @@ use crate::{Error, Result};
 static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 const COLUMNS: &str = "product_id, display_name, description, currency_code, price_units, price_nanos, create_time_ms, update_time_ms";
+
+const INSERT_DEMO_PRODUCT: &str = "INSERT INTO products (product_id, display_name, description, currency_code, price_units, price_nanos, create_time_ms, update_time_ms) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING";
 
 /// A product as stored: everything but its stock, which inventory owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,37 +85,24 @@ pub struct Store {
 impl Store {
     /// Connects, migrates, and adds the demo products to an empty database when asked to.
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, meshmart::Error> {
-        let db = meshmart::db::connect(config, &MIGRATOR).await?;
-        let store = Self { db };
-        if config.seed_demo_data {
-            store.seed().await?;
-        }
-        Ok(store)
-    }
-
-    async fn seed(&self) -> Result<(), sqlx::Error> {
-        if !meshmart::db::is_empty(self.db.read(), "products").await? {
-            return Ok(());
-        }
         let now = now_millis();
-        let mut tx = self.db.write().begin().await?;
-        for product in demo::PRODUCTS {
-            sqlx::query(&format!(
-                "INSERT INTO products ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT DO NOTHING"
-            ))
-            .bind(product.id)
-            .bind(product.display_name)
-            .bind(product.description)
-            .bind(product.currency_code)
-            .bind(product.price_units)
-            .bind(i64::from(product.price_nanos))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        tracing::info!(products = demo::PRODUCTS.len(), "added the demo products");
-        Ok(())
+        let demo_products = move || {
+            demo::PRODUCTS
+                .iter()
+                .map(|product: &'static demo::DemoProduct| {
+                    sqlx::query(INSERT_DEMO_PRODUCT)
+                        .bind(product.id)
+                        .bind(product.display_name)
+                        .bind(product.description)
+                        .bind(product.currency_code)
+                        .bind(product.price_units)
+                        .bind(i64::from(product.price_nanos))
+                        .bind(now)
+                })
+                .collect()
+        };
+        let db = meshmart::db::connect_seeded(config, &MIGRATOR, "products", demo_products).await?;
+        Ok(Self { db })
     }
 
     pub async fn get(&self, product_id: &str) -> Result<ProductRecord> {
@@ -196,7 +187,7 @@ impl Store {
                 return if same {
                     Ok((self.get(&earlier_id).await?, Created::Earlier))
                 } else {
-                    Err(Error::KeyReused(request_id.to_owned()))
+                    Err(Failure::key_reused("request_id", request_id).into())
                 };
             }
         }

@@ -112,28 +112,35 @@ pub async fn serve(
     let store = Store::connect(&config.database)
         .await?
         .with_reservation_ttl(config.reservation_ttl);
-    let mut registry = meshmart::metrics::registry(SERVICE.name, &config.server.version);
-    let metrics = metrics::Metrics::register(&mut registry);
+    let mut host = ServiceHost::new(&config.server);
+    let metrics = metrics::Metrics::register(host.registry());
+    let interval = sweep_interval(config.reservation_ttl);
     // Every replica sweeps; the guarded state change lets each reservation expire once.
-    let sweeper = tokio::spawn(sweep(
+    host.add_service(InventoryServiceServer::new(Inventory::new(
         store.clone(),
         metrics.clone(),
-        sweep_interval(config.reservation_ttl),
-    ));
-    let served = ServiceHost::new(&config.server, registry)
-        .add_service(InventoryServiceServer::new(Inventory::new(store, metrics)))
-        .serve(listeners, shutdown)
-        .await;
-    sweeper.abort();
-    served
+    )))
+    .run_beside("reservation sweeper", move |stopping| {
+        sweep(store, metrics, interval, stopping)
+    })
+    .serve(listeners, shutdown)
+    .await
 }
 
-/// Gives back the stock of expired reservations, every `interval`, until aborted.
-async fn sweep(store: Store, metrics: metrics::Metrics, interval: Duration) {
+/// Gives back the stock of expired reservations, every `interval`, until `stopping`.
+async fn sweep(
+    store: Store,
+    metrics: metrics::Metrics,
+    interval: Duration,
+    mut stopping: meshmart::shutdown::Signal,
+) {
     let mut ticks = tokio::time::interval(interval);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        ticks.tick().await;
+        tokio::select! {
+            () = &mut stopping => return,
+            _ = ticks.tick() => {}
+        }
         match store.expire_reservations().await {
             Ok(0) => {}
             Ok(expired) => {

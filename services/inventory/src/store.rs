@@ -116,16 +116,27 @@ impl std::fmt::Debug for Store {
 impl Store {
     /// Connects, migrates, and stocks the demo products in an empty database when asked to.
     pub async fn connect(config: &DatabaseConfig) -> Result<Self, meshmart::Error> {
-        let db = meshmart::db::connect(config, &MIGRATOR).await?;
-        let store = Self {
+        let now = meshmart::db::now_millis();
+        let demo_stock = move || {
+            demo::PRODUCTS
+                .iter()
+                .map(|product: &'static demo::DemoProduct| {
+                    sqlx::query(
+                        "INSERT INTO stock (product_id, available, reserved, update_time_ms) VALUES ($1, $2, 0, $3) \
+                         ON CONFLICT (product_id) DO NOTHING",
+                    )
+                    .bind(product.id)
+                    .bind(product.stock)
+                    .bind(now)
+                })
+                .collect()
+        };
+        let db = meshmart::db::connect_seeded(config, &MIGRATOR, "stock", demo_stock).await?;
+        Ok(Self {
             db,
             clock: Arc::new(meshmart::db::now_millis),
             reservation_ttl_ms: millis(DEFAULT_RESERVATION_TTL),
-        };
-        if config.seed_demo_data {
-            store.seed().await?;
-        }
-        Ok(store)
+        })
     }
 
     /// Reservations made from now on expire after `ttl`.
@@ -144,28 +155,6 @@ impl Store {
 
     fn now(&self) -> i64 {
         (self.clock)()
-    }
-
-    async fn seed(&self) -> Result<(), sqlx::Error> {
-        if !meshmart::db::is_empty(self.db.read(), "stock").await? {
-            return Ok(());
-        }
-        let now = self.now();
-        let mut tx = self.db.write().begin().await?;
-        for product in demo::PRODUCTS {
-            sqlx::query(
-                "INSERT INTO stock (product_id, available, reserved, update_time_ms) VALUES ($1, $2, 0, $3) \
-                 ON CONFLICT (product_id) DO NOTHING",
-            )
-            .bind(product.id)
-            .bind(product.stock)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        tracing::info!(products = demo::PRODUCTS.len(), "stocked the demo products");
-        Ok(())
     }
 
     /// The stock of each product, in the order given; zero for products never stocked.

@@ -3,6 +3,7 @@
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use meshmart::status::Failure;
 use std::{
     sync::{
         Arc,
@@ -46,7 +47,7 @@ async fn stock_levels_adjustments_and_reservations() {
         assert_eq!((level.available, applied), (15, Applied::Earlier));
         assert!(matches!(
             store.adjust_stock("adj-1", "b-product", 6).await,
-            Err(Error::KeyReused { .. })
+            Err(Error::Failure(Failure::KeyReused { .. }))
         ));
         assert!(matches!(
             store.adjust_stock("adj-2", "b-product", -16).await,
@@ -163,7 +164,10 @@ async fn a_retried_stock_change_answers_as_the_first_time_and_leaves_no_phantom_
             store.set_stock("adj-1", "kettle", 5).await,
             store.adjust_stock("set-1", "kettle", 10).await,
         ] {
-            assert!(matches!(reused, Err(Error::KeyReused { .. })), "{reused:?}");
+            assert!(
+                matches!(reused, Err(Error::Failure(Failure::KeyReused { .. }))),
+                "{reused:?}"
+            );
         }
     }
 }

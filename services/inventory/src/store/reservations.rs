@@ -6,6 +6,7 @@
 
 use super::{Applied, Reservation, ReservationState, Store, available_in};
 use crate::{Error, Result};
+use meshmart::status::Failure;
 
 /// How many expired reservations one sweep gives back at most; the next sweep takes the rest.
 const SWEEP_BATCH: i64 = 100;
@@ -67,10 +68,7 @@ impl Store {
             tx.rollback().await?;
             let earlier = self.reservation(reservation_id).await?;
             if earlier.items != items {
-                return Err(Error::KeyReused {
-                    field: "reservation_id",
-                    key: reservation_id.to_owned(),
-                });
+                return Err(Failure::key_reused("reservation_id", reservation_id).into());
             }
             return Ok((earlier, Applied::Earlier));
         }

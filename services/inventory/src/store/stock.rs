@@ -8,6 +8,7 @@
 
 use super::{Applied, StockLevel, Store, available_in, stock_level};
 use crate::{Error, Result};
+use meshmart::status::Failure;
 
 /// The two kinds of keyed change, as stored in `stock_adjustments.kind`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,10 +151,7 @@ impl Store {
             || earlier_product != product_id
             || earlier_amount != amount
         {
-            return Err(Error::KeyReused {
-                field: "request_id",
-                key: request_id.to_owned(),
-            });
+            return Err(Failure::key_reused("request_id", request_id).into());
         }
         let level = match (available, reserved, update_time_ms) {
             (Some(available), Some(reserved), update_time_ms) => StockLevel {

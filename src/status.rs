@@ -1,0 +1,68 @@
+//! What every service's errors have in common, and the helpers that turn a service's own
+//! errors into `tonic::Status` with `google.rpc` details.
+//!
+//! Each service keeps one error enum, mapped to a status in one place (its `error.rs`); the
+//! failures every service can meet ([`Failure`]) are one variant there, and map here.
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The failures any service can meet, whatever its domain.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    /// An idempotency key came back with a different request: a client bug, never a retry.
+    #[error("{field} {key} was already used for a different request")]
+    KeyReused { field: &'static str, key: String },
+    /// A call to another service failed; carries its status.
+    #[error("{callee}: {}", .status.message())]
+    Downstream {
+        callee: &'static str,
+        status: Status,
+    },
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl Failure {
+    pub fn key_reused(field: &'static str, key: impl Into<String>) -> Self {
+        Self::KeyReused {
+            field,
+            key: key.into(),
+        }
+    }
+
+    pub fn downstream(callee: &'static str, status: Status) -> Self {
+        Self::Downstream { callee, status }
+    }
+}
+
+impl From<Failure> for Status {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::KeyReused { .. } => Status::already_exists(failure.to_string()),
+            // Nothing another service answers is the caller's doing: the shared rule applies.
+            Failure::Downstream { callee, status } => {
+                crate::client::downstream_failure(callee, &status)
+            }
+            Failure::Database(error) => crate::db::status(&error),
+        }
+    }
+}
+
+/// A status about one resource, with a ResourceInfo naming it: NOT_FOUND, ALREADY_EXISTS.
+pub fn about_resource(
+    code: Code,
+    message: impl Into<String>,
+    resource_type: &str,
+    resource_name: impl Into<String>,
+) -> Status {
+    let details = ErrorDetails::with_resource_info(resource_type, resource_name, "", "");
+    Status::with_error_details(code, message, details)
+}
+
+/// FAILED_PRECONDITION with one PreconditionFailure violation: what kind of precondition
+/// (`STOCK`, `STATE`, ...), about what, and the message again as its description.
+pub fn failed_precondition(kind: &str, subject: impl Into<String>, message: String) -> Status {
+    let details = ErrorDetails::with_precondition_failure_violation(kind, subject, message.clone());
+    Status::with_error_details(Code::FailedPrecondition, message, details)
+}
