@@ -66,3 +66,58 @@ pub fn failed_precondition(kind: &str, subject: impl Into<String>, message: Stri
     let details = ErrorDetails::with_precondition_failure_violation(kind, subject, message.clone());
     Status::with_error_details(Code::FailedPrecondition, message, details)
 }
+
+/// A service's one error enum and its one mapping to `tonic::Status`, with what every
+/// service shares written once: the [`Failure`] variant and its mapping, the `Result`
+/// alias, and the conversion of database errors. The service writes its own variants, and
+/// for each the status a caller sees (`message` is the error's text).
+///
+/// ```ignore
+/// meshmart::service_error! {
+///     /// The catalog's errors.
+///     pub enum Error {
+///         #[error("product {0} not found")]
+///         NotFound(String),
+///     }
+///     fn status(error, message) {
+///         Error::NotFound(id) => Status::not_found(message),
+///     }
+/// }
+/// ```
+#[macro_export]
+macro_rules! service_error {
+    (
+        $(#[$meta:meta])*
+        pub enum $error:ident { $($variants:tt)* }
+        fn status($value:ident, $message:ident) { $($arms:tt)* }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, thiserror::Error)]
+        pub enum $error {
+            $($variants)*
+            /// What any service can meet: a reused idempotency key, another service's
+            /// failure, the database's.
+            #[error(transparent)]
+            Failure(#[from] $crate::status::Failure),
+        }
+
+        pub type Result<T, E = $error> = std::result::Result<T, E>;
+
+        impl From<sqlx::Error> for $error {
+            fn from(error: sqlx::Error) -> Self {
+                Self::Failure(error.into())
+            }
+        }
+
+        impl From<$error> for tonic::Status {
+            fn from($value: $error) -> Self {
+                #[allow(unused_variables)]
+                let $message = $value.to_string();
+                match $value {
+                    $error::Failure(failure) => failure.into(),
+                    $($arms)*
+                }
+            }
+        }
+    };
+}

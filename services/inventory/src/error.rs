@@ -1,54 +1,37 @@
 //! The inventory's errors, and the one place they become gRPC statuses.
 
-use meshmart::status::{Failure, about_resource, failed_precondition};
-use tonic::{Code, Status};
+use meshmart::status::{about_resource, failed_precondition};
+use tonic::Code;
 
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("reservation {0} not found")]
-    ReservationNotFound(String),
-    #[error("insufficient stock for {product_id}: {requested} requested, {available} available")]
-    InsufficientStock {
-        product_id: String,
-        requested: i64,
-        available: i64,
-    },
-    #[error("reservation {reservation_id} is {state} and cannot be {action}")]
-    ReservationClosed {
-        reservation_id: String,
-        state: &'static str,
-        action: &'static str,
-    },
-    /// A reused idempotency key, or the database's failure.
-    #[error(transparent)]
-    Failure(#[from] Failure),
-}
-
-pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-impl From<sqlx::Error> for Error {
-    fn from(error: sqlx::Error) -> Self {
-        Self::Failure(error.into())
+meshmart::service_error! {
+    pub enum Error {
+        #[error("reservation {0} not found")]
+        ReservationNotFound(String),
+        #[error("insufficient stock for {product_id}: {requested} requested, {available} available")]
+        InsufficientStock {
+            product_id: String,
+            requested: i64,
+            available: i64,
+        },
+        #[error("reservation {reservation_id} is {state} and cannot be {action}")]
+        ReservationClosed {
+            reservation_id: String,
+            state: &'static str,
+            action: &'static str,
+        },
     }
-}
-
-impl From<Error> for Status {
-    fn from(error: Error) -> Self {
-        let message = error.to_string();
-        match error {
-            Error::ReservationNotFound(id) => about_resource(
-                Code::NotFound,
-                message,
-                "meshmart.inventory.v1.Reservation",
-                id,
-            ),
-            Error::InsufficientStock { product_id, .. } => {
-                failed_precondition("STOCK", product_id, message)
-            }
-            Error::ReservationClosed { reservation_id, .. } => {
-                failed_precondition("STATE", reservation_id, message)
-            }
-            Error::Failure(failure) => failure.into(),
+    fn status(error, message) {
+        Error::ReservationNotFound(id) => about_resource(
+            Code::NotFound,
+            message,
+            "meshmart.inventory.v1.Reservation",
+            id,
+        ),
+        Error::InsufficientStock { product_id, .. } => {
+            failed_precondition("STOCK", product_id, message)
+        }
+        Error::ReservationClosed { reservation_id, .. } => {
+            failed_precondition("STATE", reservation_id, message)
         }
     }
 }
