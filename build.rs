@@ -7,6 +7,7 @@ const PROTOS: &[&str] = &[
     "proto/meshmart/catalog/v1/catalog.proto",
     "proto/meshmart/inventory/v1/inventory.proto",
     "proto/meshmart/echo/v1/echo.proto",
+    "proto/meshmart/events/v1/events.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

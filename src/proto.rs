@@ -23,6 +23,12 @@ pub mod meshmart {
             tonic::include_proto!("meshmart.inventory.v1");
         }
     }
+    /// The order flow's events, as they travel on the broker.
+    pub mod events {
+        pub mod v1 {
+            tonic::include_proto!("meshmart.events.v1");
+        }
+    }
     /// The benchmarks' baseline: a service that does no work (see `bench/echo`).
     pub mod echo {
         pub mod v1 {
@@ -31,4 +37,6 @@ pub mod meshmart {
     }
 }
 
-pub use meshmart::{catalog::v1 as catalog, echo::v1 as echo, inventory::v1 as inventory};
+pub use meshmart::{
+    catalog::v1 as catalog, echo::v1 as echo, events::v1 as events, inventory::v1 as inventory,
+};

@@ -24,6 +24,7 @@ IMAGE = ROOT / "contracts" / "meshmart.binpb"
 TOOLS = Path(os.environ.get("MESHMART_TOOLS", ROOT / ".tools"))
 CATALOG = Path("proto/meshmart/catalog/v1/catalog.proto")
 INVENTORY = Path("proto/meshmart/inventory/v1/inventory.proto")
+EVENTS = Path("proto/meshmart/events/v1/events.proto")
 
 
 def buf() -> str:
@@ -69,7 +70,7 @@ def test_the_committed_image_holds_the_contracts():
         [buf(), "ls-files", str(IMAGE)], capture_output=True, text=True, timeout=60, check=True
     )
     files = set(proc.stdout.split())
-    for proto in (CATALOG, INVENTORY):
+    for proto in (CATALOG, INVENTORY, EVENTS):
         assert str(proto.relative_to("proto")) in files, proc.stdout
 
 
@@ -102,6 +103,25 @@ def test_changing_a_field_type_breaks(workspace: Path):
     # Same name and number, wider type: the bytes still parse, the generated code does not.
     edit(workspace / CATALOG, "int32 page_size = ", "int64 page_size = ")
     assert_breaks(breaking(workspace), "FIELD_SAME_TYPE")
+
+
+def test_renumbering_an_event_field_breaks(workspace: Path):
+    """The events' evolution rules (events.proto): a field's number never changes, since
+    consumers of the older release still read it by number."""
+    edit(workspace / EVENTS, "string charge_id = 2;\n  // How much was charged.", "string charge_id = 7;\n  // How much was charged.")
+    assert_breaks(breaking(workspace), "FIELD_NO_DELETE")
+
+
+def test_renaming_an_event_field_breaks(workspace: Path):
+    """...nor its name: JSON forms of an event (logs, dead-letter listings) use it."""
+    edit(workspace / EVENTS, "string customer_id = 2;", "string buyer_id = 2;")
+    assert_breaks(breaking(workspace), "FIELD_SAME_NAME")
+
+
+def test_adding_an_event_field_does_not_break(workspace: Path):
+    edit(workspace / EVENTS, "  string reason = 2;\n}\n\n// Subject `orders.completed`", "  string reason = 2;\n  string carrier_code = 3;\n}\n\n// Subject `orders.completed`")
+    proc = breaking(workspace)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 def test_adding_a_field_does_not_break(workspace: Path):
