@@ -24,5 +24,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         .compile_with_config(config, PROTOS, &["proto"])?;
 
     println!("cargo:rerun-if-changed=proto");
+    // sqlx::migrate! embeds these at compile time, and cannot tell the compiler to watch them.
+    println!("cargo:rerun-if-changed=src/events/migrations");
+    println!("cargo:rerun-if-changed=src/db/test-migrations");
     Ok(())
 }

@@ -39,13 +39,19 @@ impl Pools {
     }
 }
 
-/// Connects, creating a SQLite file and its folder when needed, and runs the migrations.
+/// Connects, creating a SQLite file and its folder when needed, and runs the service's
+/// migrations and then those of the event tables every service has (the outbox and inbox,
+/// `src/events/migrations`).
+///
+/// Migrations are additive (expand now, contract in a later release), so the previous
+/// release runs against a database the next one migrated: a canary's v1 and v2 share one.
+/// That is why neither set refuses a database with migrations it does not know.
 ///
 /// Waits up to `connect_timeout` in all for the database to answer: in a cluster it may
 /// start after the service, and waiting here beats a crash loop (the startup probe keeps
 /// traffic away meanwhile). Errors that waiting cannot cure (a wrong password, a
 /// certificate that does not verify) end the wait at once.
-pub async fn connect(config: &DatabaseConfig, migrator: &Migrator) -> Result<Pools> {
+pub async fn connect(config: &DatabaseConfig, mut migrator: Migrator) -> Result<Pools> {
     install_default_drivers();
     let url = url(config)?;
     let sqlite = config.backend() == "sqlite";
@@ -63,7 +69,11 @@ pub async fn connect(config: &DatabaseConfig, migrator: &Migrator) -> Result<Poo
     }
     .connect_lazy(&url)?;
     wait_until_reachable(&url, &write, config.connect_timeout).await?;
+    migrator.set_ignore_missing(true);
     migrator.run(&write).await?;
+    let mut events = sqlx::migrate!("src/events/migrations");
+    events.set_ignore_missing(true);
+    events.run(&write).await?;
     let read = if sqlite {
         options(config, Role::Reader)
             .max_connections(config.max_connections)
@@ -83,7 +93,7 @@ pub type Statement = Query<'static, Any, AnyArguments<'static>>;
 /// makes, in one transaction. `table` is a name from the service's own migrations.
 pub async fn connect_seeded(
     config: &DatabaseConfig,
-    migrator: &Migrator,
+    migrator: Migrator,
     table: &str,
     demo_rows: impl FnOnce() -> Vec<Statement>,
 ) -> Result<Pools> {
@@ -304,7 +314,9 @@ mod tests {
 
     use super::*;
 
-    static MIGRATOR: Migrator = sqlx::migrate!("src/db/test-migrations");
+    fn migrator() -> Migrator {
+        sqlx::migrate!("src/db/test-migrations")
+    }
 
     #[test]
     fn sqlite_busy_and_locked_count_by_their_primary_code() {
@@ -440,7 +452,7 @@ mod tests {
     async fn sqlite_reads_cannot_write_and_writes_queue_for_the_one_writer() {
         let dir = tempfile::tempdir().unwrap();
         let config = config(sqlite_url(&dir, ""), Duration::from_secs(30));
-        let pools = connect(&config, &MIGRATOR).await.unwrap();
+        let pools = connect(&config, migrator()).await.unwrap();
         let refused = sqlx::query("INSERT INTO probe (id, label) VALUES (0, 'read')")
             .execute(pools.read())
             .await
@@ -481,7 +493,7 @@ mod tests {
     /// many times the configured wait, and no timing is asserted.
     async fn assert_gives_up(url: String) -> (u32, String) {
         let config = config(url, Duration::from_secs(2));
-        let result = tokio::time::timeout(Duration::from_secs(60), connect(&config, &MIGRATOR))
+        let result = tokio::time::timeout(Duration::from_secs(60), connect(&config, migrator()))
             .await
             .expect("start-up should give up by itself");
         match result {
@@ -573,7 +585,7 @@ mod tests {
         // and the name.
         for url in [url.clone(), url.replacen("127.0.0.1", "localhost", 1)] {
             let tls = format!("{url}?sslmode=verify-full&sslrootcert={ca}");
-            let pools = connect(&config(tls, Duration::from_secs(30)), &MIGRATOR)
+            let pools = connect(&config(tls, Duration::from_secs(30)), migrator())
                 .await
                 .unwrap();
             let (ssl,): (bool,) =
@@ -590,7 +602,7 @@ mod tests {
         let wrong = format!("{url}?sslmode=verify-full&sslrootcert={wrong_ca}");
         let result = tokio::time::timeout(
             Duration::from_secs(60),
-            connect(&config(wrong, Duration::from_secs(30)), &MIGRATOR),
+            connect(&config(wrong, Duration::from_secs(30)), migrator()),
         )
         .await
         .expect("a certificate that does not verify should fail at once");

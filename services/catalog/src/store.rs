@@ -3,11 +3,8 @@
 use meshmart::db::Pools;
 use meshmart::status::Failure;
 use meshmart::{config::DatabaseConfig, db::now_millis, demo};
-use sqlx::migrate::Migrator;
 
 use crate::{Error, Result};
-
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 const COLUMNS: &str = "product_id, display_name, description, currency_code, price_units, price_nanos, create_time_ms, update_time_ms";
 
@@ -101,7 +98,13 @@ impl Store {
                 })
                 .collect()
         };
-        let db = meshmart::db::connect_seeded(config, &MIGRATOR, "products", demo_products).await?;
+        let db = meshmart::db::connect_seeded(
+            config,
+            sqlx::migrate!("./migrations"),
+            "products",
+            demo_products,
+        )
+        .await?;
         Ok(Self { db })
     }
 

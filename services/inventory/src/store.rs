@@ -15,11 +15,8 @@ mod stock;
 use std::{sync::Arc, time::Duration};
 
 use meshmart::{config::DatabaseConfig, db::Pools, demo};
-use sqlx::migrate::Migrator;
 
 use crate::Result;
-
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// The stock of one product.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +128,13 @@ impl Store {
                 })
                 .collect()
         };
-        let db = meshmart::db::connect_seeded(config, &MIGRATOR, "stock", demo_stock).await?;
+        let db = meshmart::db::connect_seeded(
+            config,
+            sqlx::migrate!("./migrations"),
+            "stock",
+            demo_stock,
+        )
+        .await?;
         Ok(Self {
             db,
             clock: Arc::new(meshmart::db::now_millis),
