@@ -195,6 +195,61 @@ impl Injector for HeaderInjector<'_> {
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
 
+/// The trace headers an event should travel with, as a downstream call made here would get
+/// them: those of the call being served, or the current span's when spans are exported.
+/// They go into the broker message's headers, so every consumer joins the same trace.
+pub fn event_headers() -> crate::events::Headers {
+    let mut headers = HeaderMap::new();
+    if let Some(context) = CallContext::current() {
+        for (name, value) in &context.forwarded {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if crate::telemetry::exporting() {
+        let trace = tracing::Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&trace, &mut HeaderInjector(&mut headers));
+        });
+    }
+    headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((name.as_str().to_owned(), value.to_str().ok()?.to_owned()))
+        })
+        .collect()
+}
+
+/// Runs `handle` as the handling of one event, with the trace context the event carried:
+/// in a span parented by the producer's when spans are exported, and with the headers in
+/// scope to be forwarded by every call it makes, as a gRPC server's handler would. An event
+/// has no deadline: a delivery's limit is its consumer's `ack_wait`.
+pub async fn within_event<F: Future>(
+    headers: &crate::events::Headers,
+    span: tracing::Span,
+    handle: F,
+) -> F::Output {
+    let map: HeaderMap = headers
+        .iter()
+        .filter_map(|(name, value)| {
+            Some((
+                HeaderName::from_bytes(name.as_bytes()).ok()?,
+                HeaderValue::from_str(value).ok()?,
+            ))
+        })
+        .collect();
+    let exporting = crate::telemetry::exporting();
+    if exporting {
+        let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.extract(&HeaderExtractor(&map))
+        });
+        // Only fails when no OpenTelemetry layer is installed, and then there is nothing to join.
+        let _ = span.set_parent(parent);
+    }
+    let mut context = CallContext::from_headers(&map, exporting);
+    context.deadline = None;
+    CURRENT.scope(context, handle).instrument(span).await
+}
+
 /// Server side: opens a span for the call, parented by the caller's trace context when
 /// spans are exported, serves the call with its [`CallContext`] in scope, and answers
 /// DEADLINE_EXCEEDED (dropping the handler) once the caller's deadline has passed.
@@ -509,5 +564,38 @@ mod tests {
         let mut outgoing = HeaderMap::new();
         context.inject(&mut outgoing).unwrap();
         assert!(outgoing.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_event_carries_the_trace_of_the_call_that_made_it_to_its_consumer() {
+        const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut incoming = HeaderMap::new();
+        incoming.insert("traceparent", HeaderValue::from_static(TRACEPARENT));
+        incoming.insert("grpc-timeout", HeaderValue::from_static("5S"));
+        let context = CallContext::from_headers(&incoming, false);
+
+        let headers = CURRENT.scope(context, async { event_headers() }).await;
+        assert_eq!(
+            headers.get("traceparent").map(String::as_str),
+            Some(TRACEPARENT)
+        );
+        assert!(!headers.contains_key("grpc-timeout"), "{headers:?}");
+
+        // The consumer's calls forward it, and have no deadline of the producer's.
+        let mut outgoing = HeaderMap::new();
+        within_event(&headers, tracing::Span::none(), async {
+            CallContext::current()
+                .unwrap()
+                .inject(&mut outgoing)
+                .unwrap();
+        })
+        .await;
+        assert_eq!(outgoing.get("traceparent").unwrap(), TRACEPARENT);
+        assert!(outgoing.get("grpc-timeout").is_none());
+    }
+
+    #[test]
+    fn outside_any_call_an_event_has_no_trace_headers() {
+        assert!(event_headers().is_empty());
     }
 }

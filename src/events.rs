@@ -21,6 +21,9 @@
 //! What travels: a subject, a message id, headers (the W3C trace context among them) and
 //! the encoded protobuf event.
 
+pub mod inbox;
+pub mod outbox;
+
 use std::{collections::BTreeMap, time::Duration};
 
 use bytes::Bytes;

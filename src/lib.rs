@@ -11,6 +11,7 @@ pub mod db;
 pub mod demo;
 mod error;
 pub mod events;
+pub mod fault;
 pub mod health;
 pub mod metrics;
 pub mod probe;
