@@ -1,7 +1,7 @@
 //! Black-box: how `meshctl up` stops, with real processes. A clean stop copies every
 //! service's last log line; a service that cannot exit is killed after its drain delay plus
 //! grace period plus a margin; a second signal kills at once. Each test runs its own shop
-//! on its own ports, so they run in parallel with each other and with `up_with_grpcurl`.
+//! on its own free ports, so they run in parallel with each other and with the others.
 
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -17,7 +17,7 @@ use support::shop::{SERVICES, Shop, gone, is_zombie};
 
 #[test]
 fn a_clean_stop_copies_every_services_last_log_line() {
-    let mut shop = Shop::start(1170, &[("SHUTDOWN_DRAIN_DELAY_SECS", "1")]);
+    let mut shop = Shop::start(&[("SHUTDOWN_DRAIN_DELAY_SECS", "1")]);
     shop.signal(Signal::SIGTERM);
     // Both services got SIGTERM and drain for a second. meshctl is paused meanwhile, so
     // they exit with their last lines unread in the pipes: when meshctl runs again, it
@@ -50,13 +50,10 @@ fn a_clean_stop_copies_every_services_last_log_line() {
 
 #[test]
 fn a_service_that_cannot_exit_is_killed_after_its_grace_period() {
-    let mut shop = Shop::start(
-        1270,
-        &[
-            ("SHUTDOWN_DRAIN_DELAY_SECS", "0"),
-            ("SHUTDOWN_GRACE_PERIOD_SECS", "1"),
-        ],
-    );
+    let mut shop = Shop::start(&[
+        ("SHUTDOWN_DRAIN_DELAY_SECS", "0"),
+        ("SHUTDOWN_GRACE_PERIOD_SECS", "1"),
+    ]);
     let catalog = shop.children["catalog"];
     // Stopped, the catalog cannot act on SIGTERM; only SIGKILL ends it.
     shop.signal_child("catalog", Signal::SIGSTOP);
@@ -78,12 +75,14 @@ fn a_service_that_cannot_exit_is_killed_after_its_grace_period() {
         "{output}"
     );
     assert!(gone(catalog), "catalog (pid {catalog}) is still there");
+    // A service that dies while meshctl stops stays dead.
+    assert!(!output.contains("restarting"), "{output}");
 }
 
 #[test]
 fn a_second_signal_kills_every_service_left_at_once() {
     // The default grace period, 20 s: a kill sooner than that is the second signal's.
-    let mut shop = Shop::start(1370, &[]);
+    let mut shop = Shop::start(&[]);
     let catalog = shop.children["catalog"];
     shop.signal_child("catalog", Signal::SIGSTOP);
     let sent = Instant::now();
@@ -106,4 +105,6 @@ fn a_second_signal_kills_every_service_left_at_once() {
         "{output}"
     );
     assert!(gone(catalog), "catalog (pid {catalog}) is still there");
+    // A service that dies while meshctl stops stays dead.
+    assert!(!output.contains("restarting"), "{output}");
 }

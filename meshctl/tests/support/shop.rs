@@ -8,6 +8,7 @@
 
 use std::{
     collections::BTreeMap,
+    hash::{BuildHasher, Hasher, RandomState},
     io::{BufRead, BufReader, Read},
     process::{Child, Command, ExitStatus, Stdio},
     sync::mpsc,
@@ -26,14 +27,30 @@ pub struct Shop {
     pub meshctl: Child,
     lines: mpsc::Receiver<Line>,
     pub seen: Vec<Line>,
+    /// As found in `/proc` once the shop was up.
     pub children: BTreeMap<&'static str, i32>,
+    offset: u16,
     _data: tempfile::TempDir,
 }
 
 impl Shop {
-    /// Starts `meshctl up` on ports shifted by `offset`, with `env` added, and waits until
-    /// it says every service is SERVING.
-    pub fn start(offset: u16, env: &[(&str, &str)]) -> Self {
+    /// Starts `meshctl up` on free ports, with `env` added, and waits until it says every
+    /// service is SERVING.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let mut shop = Self::spawn(env);
+        shop.wait_for_line("", "every service reports SERVING");
+        shop.children = children_of(shop.pid());
+        assert_eq!(shop.children.len(), 2, "children: {:?}", shop.children);
+        // The pids meshctl prints are its children's.
+        for (name, pid) in &shop.children {
+            assert_eq!(shop.pid_of(name), *pid, "{}", shop.output());
+        }
+        shop
+    }
+
+    /// Starts `meshctl up` as [`Shop::start`] does, without waiting for anything.
+    pub fn spawn(env: &[(&str, &str)]) -> Self {
+        let offset = free_offset();
         let data = tempfile::tempdir().unwrap();
         let mut meshctl = Command::new(env!("CARGO_BIN_EXE_meshctl"))
             .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
@@ -48,17 +65,52 @@ impl Shop {
         let (tx, lines) = mpsc::channel();
         read_lines(meshctl.stdout.take().unwrap(), false, tx.clone());
         read_lines(meshctl.stderr.take().unwrap(), true, tx);
-        let mut shop = Self {
+        Self {
             meshctl,
             lines,
             seen: Vec::new(),
             children: BTreeMap::new(),
+            offset,
             _data: data,
+        }
+    }
+
+    /// `service`'s gRPC address, `127.0.0.1:<port>`: the same however often it restarts.
+    pub fn grpc_addr(&self, service: &str) -> String {
+        let port = match service {
+            "catalog" => catalog::SERVICE.grpc_port,
+            "inventory" => inventory::SERVICE.grpc_port,
+            other => panic!("no service {other:?}"),
         };
-        shop.wait_for_line("", "every service reports SERVING");
-        shop.children = children_of(shop.pid());
-        assert_eq!(shop.children.len(), 2, "children: {:?}", shop.children);
-        shop
+        format!("127.0.0.1:{}", port + self.offset)
+    }
+
+    /// The pid of `service`'s latest process, from meshctl's `started <service> pid=<n>`
+    /// lines seen so far.
+    pub fn pid_of(&self, service: &str) -> i32 {
+        self.started_pids(service)
+            .last()
+            .copied()
+            .unwrap_or_else(|| panic!("no pid for {service}:\n{}", self.output()))
+    }
+
+    /// Waits until meshctl says it started `service` again, in a process other than `old`;
+    /// returns its pid.
+    pub fn wait_for_restart(&mut self, service: &str, old: i32) -> i32 {
+        let start = format!("meshctl: started {service} pid=");
+        self.wait_for(&format!("restart of {service} (was pid {old})"), |line| {
+            line.strip_prefix(&start)
+                .is_some_and(|pid| pid.parse::<i32>().is_ok_and(|pid| pid != old))
+        });
+        self.pid_of(service)
+    }
+
+    fn started_pids(&self, service: &str) -> Vec<i32> {
+        let start = format!("meshctl: started {service} pid=");
+        self.seen
+            .iter()
+            .filter_map(|(_, line)| line.strip_prefix(&start)?.parse().ok())
+            .collect()
     }
 
     pub fn pid(&self) -> i32 {
@@ -69,35 +121,41 @@ impl Shop {
         nix::sys::signal::kill(Pid::from_raw(self.pid()), signal).unwrap();
     }
 
+    /// Signals `service`'s latest process.
     pub fn signal_child(&self, service: &str, signal: Signal) {
-        nix::sys::signal::kill(Pid::from_raw(self.children[service]), signal).unwrap();
+        nix::sys::signal::kill(Pid::from_raw(self.pid_of(service)), signal).unwrap();
     }
 
     /// Waits for a line that starts with `start` and contains `needle`, unless one came
     /// already.
     pub fn wait_for_line(&mut self, start: &str, needle: &str) {
-        let matches = |line: &str| line.starts_with(start) && line.contains(needle);
-        if self.seen.iter().any(|(_, line)| matches(line)) {
-            return;
+        self.wait_for(
+            &format!("a line starting {start:?} containing {needle:?}"),
+            |line| line.starts_with(start) && line.contains(needle),
+        );
+    }
+
+    /// Waits at most 60 s for a line that `matches` (`what`, for the failure), unless one
+    /// came already; returns it.
+    pub fn wait_for(&mut self, what: &str, matches: impl Fn(&str) -> bool) -> String {
+        if let Some((_, line)) = self.seen.iter().find(|(_, line)| matches(line)) {
+            return line.clone();
         }
         let deadline = Instant::now() + Duration::from_secs(60);
         while Instant::now() < deadline {
             match self.lines.recv_timeout(Duration::from_millis(200)) {
                 Ok(line) => {
-                    let found = matches(&line.1);
+                    let found = matches(&line.1).then(|| line.1.clone());
                     self.seen.push(line);
-                    if found {
-                        return;
+                    if let Some(found) = found {
+                        return found;
                     }
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
         }
-        panic!(
-            "no line starting {start:?} containing {needle:?}; output so far:\n{}",
-            self.output()
-        );
+        panic!("no {what}; output so far:\n{}", self.output());
     }
 
     /// Waits at most `within` for meshctl to exit, then for the rest of its output.
@@ -162,11 +220,15 @@ impl Shop {
 }
 
 impl Drop for Shop {
-    /// A failed test leaves no process behind: meshctl and its children, by pid.
+    /// A failed test leaves no process behind: meshctl and its children, by pid, restarted
+    /// ones too.
     fn drop(&mut self) {
-        for pid in self.children.values() {
-            if is_meshctl_serve(*pid).is_some() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
+        let mut pids: Vec<i32> = self.children.values().copied().collect();
+        pids.extend(children_of(self.pid()).into_values());
+        pids.extend(SERVICES.iter().flat_map(|name| self.started_pids(name)));
+        for pid in pids {
+            if is_meshctl_serve(pid).is_some() {
+                let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
             }
         }
         if let Ok(None) = self.meshctl.try_wait() {
@@ -174,6 +236,30 @@ impl Drop for Shop {
             let _ = self.meshctl.wait();
         }
     }
+}
+
+/// A `--port-offset` whose four ports nothing listens on right now. The services' fixed
+/// gRPC ports plus an offset land in the range the kernel hands out for outgoing
+/// connections, so a fixed offset can find its port taken by another program's client
+/// socket; an offset tried first cannot (save in the moment before meshctl binds). Drawn
+/// at random, so that tests running side by side, here and in other checkouts, do not
+/// pick the same one; even, so that no two share a port (one's inventory port, +1, is
+/// never another's catalog port).
+fn free_offset() -> u16 {
+    let services = [catalog::SERVICE, inventory::SERVICE];
+    for _ in 0..100 {
+        // `RandomState` is seeded afresh each time: a random number without a dependency.
+        let random = RandomState::new().build_hasher().finish();
+        let offset = 1000 + 2 * u16::try_from(random % 4501).unwrap();
+        let free = services
+            .iter()
+            .flat_map(|service| [service.grpc_port, service.metrics_port()])
+            .all(|port| std::net::TcpListener::bind(("127.0.0.1", port + offset)).is_ok());
+        if free {
+            return offset;
+        }
+    }
+    panic!("no free port offset found");
 }
 
 fn read_lines(stream: impl Read + Send + 'static, stderr: bool, tx: mpsc::Sender<Line>) {
