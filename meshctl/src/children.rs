@@ -9,7 +9,7 @@
 
 use std::{
     io::Write,
-    path::Path,
+    path::PathBuf,
     process::{ExitStatus, Stdio},
     time::Duration,
 };
@@ -53,15 +53,28 @@ pub(crate) enum SpawnError {
     Io(#[from] std::io::Error),
 }
 
-impl Child {
-    /// Starts `exe serve <service>` with the environment of this process plus `vars`, its
-    /// output lines prefixed with `prefix`.
-    pub(crate) fn spawn(
-        exe: &Path,
-        service: ServiceInfo,
-        vars: &[(&str, String)],
-        prefix: &str,
-    ) -> Result<Self, SpawnError> {
+/// How to start one service, kept so that it can be started again.
+#[derive(Debug, Clone)]
+pub(crate) struct Launch {
+    /// meshctl's own executable: each service runs as `meshctl serve <service>`.
+    pub(crate) exe: PathBuf,
+    pub(crate) service: ServiceInfo,
+    /// What meshctl sets on top of its own environment.
+    pub(crate) vars: Vec<(&'static str, String)>,
+    /// Put before each line the service writes.
+    pub(crate) prefix: String,
+}
+
+impl Launch {
+    /// Starts `exe serve <service>` and says so with its pid (`meshctl: started <service>
+    /// pid=<n>`), the one place a pid shows, so that a restart's new process can be told.
+    pub(crate) fn spawn(&self) -> Result<Child, SpawnError> {
+        let Self {
+            exe,
+            service,
+            vars,
+            prefix,
+        } = self;
         // The drain delay and grace period as the child will read them: from the same
         // environment, with the same function and defaults.
         let env = Env::from_pairs(
@@ -69,7 +82,7 @@ impl Child {
                 .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
                 .chain(vars.iter().map(|(k, v)| ((*k).to_owned(), v.clone()))),
         );
-        let config = ServerConfig::from_env(&env, service)?;
+        let config = ServerConfig::from_env(&env, *service)?;
         let mut process = Command::new(exe)
             .args(["serve", service.name])
             .envs(vars.iter().map(|(k, v)| (k, v)))
@@ -79,24 +92,46 @@ impl Child {
             // Should meshctl itself fail, no service outlives it.
             .kill_on_drop(true)
             .spawn()?;
+        if let Some(pid) = process.id() {
+            let _ = writeln!(
+                std::io::stdout(),
+                "meshctl: started {} pid={pid}",
+                service.name
+            );
+        }
         let mut output = Vec::new();
         if let Some(stdout) = process.stdout.take() {
-            output.push(tokio::spawn(copy_lines(stdout, prefix.to_owned(), false)));
+            output.push(tokio::spawn(copy_lines(stdout, prefix.clone(), false)));
         }
         if let Some(stderr) = process.stderr.take() {
-            output.push(tokio::spawn(copy_lines(stderr, prefix.to_owned(), true)));
+            output.push(tokio::spawn(copy_lines(stderr, prefix.clone(), true)));
         }
-        Ok(Self {
-            service,
+        Ok(Child {
+            service: *service,
             process,
             output,
             stop_within: config.drain_delay + config.grace_period + EXIT_MARGIN,
         })
     }
+}
 
-    /// Whether it has exited, and how; `Err` if it cannot be told.
-    pub(crate) fn exited(&mut self) -> std::io::Result<Option<ExitStatus>> {
-        self.process.try_wait()
+impl Child {
+    /// Completes when it exits, saying how. Cancel-safe: dropped unfinished, it can be
+    /// awaited again.
+    pub(crate) async fn wait(&mut self) -> std::io::Result<ExitStatus> {
+        self.process.wait().await
+    }
+
+    /// Once it has exited: waits for its output to be copied to the end, within
+    /// [`OUTPUT_MARGIN`]; false if some of it was not.
+    pub(crate) async fn copy_the_rest(&mut self) -> bool {
+        tokio::time::timeout(OUTPUT_MARGIN, async {
+            for task in self.output.drain(..) {
+                let _ = task.await;
+            }
+        })
+        .await
+        .is_ok()
     }
 
     fn terminate(&self) {
@@ -126,13 +161,7 @@ impl Child {
                 self.kill().await
             }
         };
-        let output_lost = tokio::time::timeout(OUTPUT_MARGIN, async {
-            for task in self.output.drain(..) {
-                let _ = task.await;
-            }
-        })
-        .await
-        .is_err();
+        let output_lost = !self.copy_the_rest().await;
         Stopped {
             name: self.service.name,
             status,
@@ -141,7 +170,7 @@ impl Child {
         }
     }
 
-    async fn kill(&mut self) -> std::io::Result<ExitStatus> {
+    pub(crate) async fn kill(&mut self) -> std::io::Result<ExitStatus> {
         // SIGKILL ends a stopped (SIGSTOP) process too; `wait` reaps it.
         self.process.start_kill()?;
         self.process.wait().await
@@ -216,13 +245,18 @@ impl Stopped {
             }
         };
         if self.output_lost {
-            eprintln!(
-                "meshctl: {}'s output was still open {OUTPUT_MARGIN:?} after it exited; not all of it was copied",
-                self.name
-            );
+            say_output_lost(self.name);
         }
         exited_cleanly && !self.output_lost
     }
+}
+
+/// On stderr: not every line `name` wrote before it exited was copied.
+pub(crate) fn say_output_lost(name: &str) {
+    let _ = writeln!(
+        std::io::stderr(),
+        "meshctl: {name}'s output was still open {OUTPUT_MARGIN:?} after it exited; not all of it was copied"
+    );
 }
 
 /// SIGTERM and SIGINT, listened for from the start so that none is missed between the

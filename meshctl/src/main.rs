@@ -1,7 +1,8 @@
 //! `meshctl`: meshmart's command line tool.
 //!
 //! - `meshctl up` runs the whole shop on this machine: every service as its own process
-//!   on its fixed loopback port, with embedded storage, until Ctrl-C or SIGTERM.
+//!   on its fixed loopback port, with embedded storage, restarted when it exits, until
+//!   Ctrl-C or SIGTERM.
 //! - `meshctl serve <service>` runs one service in this process, configured from the
 //!   environment exactly like the service's own binary.
 //! - `meshctl completions <shell>` prints shell completions.
@@ -10,6 +11,7 @@
 #![allow(clippy::print_stdout)]
 
 mod children;
+mod supervise;
 mod up;
 
 use std::process::ExitCode;
@@ -30,7 +32,7 @@ enum Command {
     ///
     /// Start every service as its own process on its fixed port (catalog 127.0.0.1:50051,
     /// inventory 127.0.0.1:50052), wait until all report SERVING, print commands to try,
-    /// and stop them all on Ctrl-C or SIGTERM.
+    /// restart any that exits, and stop them all on Ctrl-C or SIGTERM.
     #[command(after_help = up::AFTER_HELP)]
     Up(up::Options),
     /// Run one service in this process

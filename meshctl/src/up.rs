@@ -3,6 +3,11 @@
 //! Each service runs as `meshctl serve <name>` in its own process, so it is configured,
 //! logs and stops exactly as it does in a container, and calls between services cross a
 //! real socket.
+//!
+//! Once every service reports SERVING, one that exits is restarted (`supervise`); before
+//! that, an exit fails `up`: a service that cannot start once (a configuration error, exit
+//! code 2; a port taken) has nothing good to be restarted into, and its own error says more
+//! than a loop of restarts would.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -14,13 +19,17 @@ use std::{
 use meshmart::{config::ServiceInfo, probe};
 use tokio::time::Instant;
 
-use crate::children::{self, Child, Signals, SpawnError};
+use crate::{
+    children::{self, Child, Launch, Signals, SpawnError},
+    supervise::{self, Service},
+};
 
 /// The services `up` starts, in start order: dependencies first.
 const SERVICES: &[ServiceInfo] = &[inventory::SERVICE, catalog::SERVICE];
 
-/// How long the shop may take to report SERVING before `up` gives up.
-const START_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the shop may take to report SERVING before `up` gives up; and a restarted
+/// service, before it is killed.
+pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Below the options in `meshctl up --help`.
 pub(crate) const AFTER_HELP: &str = "\
@@ -31,9 +40,15 @@ Environment:
   SHUTDOWN_DRAIN_DELAY_SECS   after SIGTERM, how long a service keeps serving (default 0)
   SHUTDOWN_GRACE_PERIOD_SECS  then, how long calls in flight may take (default 20)
 
-On SIGTERM or Ctrl-C every service gets SIGTERM; one that has not exited after its drain
-delay plus grace period plus 5 s gets SIGKILL. A second Ctrl-C kills them all at once.
-The exit code is 0 only if every service stopped cleanly by itself.";
+Once the shop is up, a service that exits (a crash, a kill, any exit code) is started
+again after 1 s, then 2, 4, 8, 16 and at most 30 s while it keeps failing, and from 1 s
+again once it has served for 60 s; meshctl says so on stderr, and when it is back. It
+never gives up. A service that exits before the shop is first up fails `up` instead.
+
+On SIGTERM or Ctrl-C every service gets SIGTERM (one waiting to restart is not started
+again); one that has not exited after its drain delay plus grace period plus 5 s gets
+SIGKILL. A second Ctrl-C kills them all at once. The exit code is 0 only if every service
+running then stopped cleanly by itself.";
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub(crate) struct Options {
@@ -110,13 +125,21 @@ async fn up(options: &Options) -> ExitCode {
         .map(|s| s.name.len())
         .max()
         .unwrap_or_default();
+    let launches: Vec<Launch> = SERVICES
+        .iter()
+        .map(|service| Launch {
+            exe: exe.clone(),
+            service: *service,
+            vars: options.child_vars(service),
+            prefix: format!("{:width$} | ", service.name),
+        })
+        .collect();
     let mut running = Vec::new();
-    for service in SERVICES {
-        let prefix = format!("{:width$} | ", service.name);
-        match Child::spawn(&exe, *service, &options.child_vars(service), &prefix) {
+    for launch in &launches {
+        match launch.spawn() {
             Ok(child) => running.push(child),
             Err(error) => {
-                eprintln!("meshctl: cannot start {}: {error}", service.name);
+                eprintln!("meshctl: cannot start {}: {error}", launch.service.name);
                 children::stop_all(running, &mut signals).await;
                 return match error {
                     // As the service itself would: a configuration it cannot start with.
@@ -140,15 +163,20 @@ async fn up(options: &Options) -> ExitCode {
     }
     print_welcome(options, started.elapsed());
 
-    tokio::select! {
-        _ = signals.next() => {}
-        exited = first_exit(&mut running) => {
-            eprintln!("meshctl: {exited}; stopping the others");
-            children::stop_all(running, &mut signals).await;
-            return ExitCode::FAILURE;
-        }
-    }
-    exit_code(children::stop_all(running, &mut signals).await)
+    let services = launches
+        .into_iter()
+        .zip(running)
+        .map(|(launch, child)| Service {
+            endpoint: format!("http://{}", options.grpc_addr(&launch.service)),
+            launch,
+            child,
+        })
+        .collect();
+    let supervisors = supervise::supervise(services);
+    signals.next().await;
+    let (left, supervised) = supervisors.stop().await;
+    let stopped = children::stop_all(left, &mut signals).await;
+    exit_code(supervised && stopped)
 }
 
 fn exit_code(clean: bool) -> ExitCode {
@@ -177,31 +205,11 @@ async fn wait_until_serving(options: &Options, running: &mut [Child]) -> Result<
     Ok(())
 }
 
-/// Completes when any child exits, saying which.
-async fn first_exit(running: &mut [Child]) -> String {
-    loop {
-        for child in running.iter_mut() {
-            match child.exited() {
-                Ok(Some(status)) => return format!("{} exited ({status})", child.service.name),
-                Ok(None) => {}
-                Err(error) => {
-                    return format!("{} could not be waited for: {error}", child.service.name);
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 /// Completes when `child` exits: `exited (status)`.
 async fn exit_of(child: &mut Child) -> String {
-    loop {
-        match child.exited() {
-            Ok(Some(status)) => return format!("exited ({status})"),
-            Ok(None) => {}
-            Err(error) => return format!("could not be waited for ({error})"),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    match child.wait().await {
+        Ok(status) => format!("exited ({status})"),
+        Err(error) => format!("could not be waited for ({error})"),
     }
 }
 

@@ -1,249 +1,23 @@
 //! Black-box: how `meshctl up` stops, with real processes. A clean stop copies every
 //! service's last log line; a service that cannot exit is killed after its drain delay plus
 //! grace period plus a margin; a second signal kills at once. Each test runs its own shop
-//! on its own ports, so they run in parallel with each other and with `up_with_grpcurl`.
+//! on its own free ports, so they run in parallel with each other and with the others.
 
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // A synchronous black-box test: blocking waits and wall-clock deadlines are what it needs.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
-use std::{
-    collections::BTreeMap,
-    io::{BufRead, BufReader, Read},
-    process::{Child, Command, ExitStatus, Stdio},
-    sync::mpsc,
-    time::{Duration, Instant},
-};
+mod support;
 
-use nix::{sys::signal::Signal, unistd::Pid};
+use std::time::{Duration, Instant};
 
-const SERVICES: [&str; 2] = ["catalog", "inventory"];
-
-/// A line of meshctl's output, and whether it came on stderr.
-type Line = (bool, String);
-
-/// A running `meshctl up`, its output, and its children's pids.
-struct Shop {
-    meshctl: Child,
-    lines: mpsc::Receiver<Line>,
-    seen: Vec<Line>,
-    children: BTreeMap<&'static str, i32>,
-    _data: tempfile::TempDir,
-}
-
-impl Shop {
-    /// Starts `meshctl up` on ports shifted by `offset`, with `env` added, and waits until
-    /// it says every service is SERVING.
-    fn start(offset: u16, env: &[(&str, &str)]) -> Self {
-        let data = tempfile::tempdir().unwrap();
-        let mut meshctl = Command::new(env!("CARGO_BIN_EXE_meshctl"))
-            .args(["up", "--port-offset", &offset.to_string(), "--data-dir"])
-            .arg(data.path())
-            .env("LOG_FORMAT", "json")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (tx, lines) = mpsc::channel();
-        read_lines(meshctl.stdout.take().unwrap(), false, tx.clone());
-        read_lines(meshctl.stderr.take().unwrap(), true, tx);
-        let mut shop = Self {
-            meshctl,
-            lines,
-            seen: Vec::new(),
-            children: BTreeMap::new(),
-            _data: data,
-        };
-        shop.wait_for_line("", "every service reports SERVING");
-        shop.children = children_of(shop.pid());
-        assert_eq!(shop.children.len(), 2, "children: {:?}", shop.children);
-        shop
-    }
-
-    fn pid(&self) -> i32 {
-        i32::try_from(self.meshctl.id()).unwrap()
-    }
-
-    fn signal(&self, signal: Signal) {
-        nix::sys::signal::kill(Pid::from_raw(self.pid()), signal).unwrap();
-    }
-
-    fn signal_child(&self, service: &str, signal: Signal) {
-        nix::sys::signal::kill(Pid::from_raw(self.children[service]), signal).unwrap();
-    }
-
-    /// Waits for a line that starts with `start` and contains `needle`, unless one came
-    /// already.
-    fn wait_for_line(&mut self, start: &str, needle: &str) {
-        let matches = |line: &str| line.starts_with(start) && line.contains(needle);
-        if self.seen.iter().any(|(_, line)| matches(line)) {
-            return;
-        }
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline {
-            match self.lines.recv_timeout(Duration::from_millis(200)) {
-                Ok(line) => {
-                    let found = matches(&line.1);
-                    self.seen.push(line);
-                    if found {
-                        return;
-                    }
-                }
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        panic!(
-            "no line starting {start:?} containing {needle:?}; output so far:\n{}",
-            self.output()
-        );
-    }
-
-    /// Waits at most `within` for meshctl to exit, then for the rest of its output.
-    fn wait_exit(&mut self, within: Duration) -> ExitStatus {
-        let deadline = Instant::now() + within;
-        let status = loop {
-            if let Some(status) = self.meshctl.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "meshctl did not exit within {within:?}; output so far:\n{}",
-                self.output()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        };
-        // Its pipes close when it exits; what it wrote before is all there.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            match self.lines.recv_timeout(Duration::from_millis(100)) {
-                Ok(line) => self.seen.push(line),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            }
-        }
-        status
-    }
-
-    /// Where `name`'s last line is in [`Shop::stdout`], after checking that it is the
-    /// runtime's last words.
-    fn last_line_of(&self, name: &str) -> usize {
-        let stdout = self.stdout();
-        // Every line of a service is prefixed with its name, padded to the longest.
-        let prefix = format!("{name:9} | ");
-        let last = stdout
-            .iter()
-            .rposition(|line| line.starts_with(&prefix))
-            .unwrap_or_else(|| panic!("no line from {name}:\n{}", self.output()));
-        // As JSON (LOG_FORMAT=json).
-        assert!(
-            stdout[last].contains(r#""message":"stopped""#),
-            "{name}'s last line is not its final log line {:?}:\n{}",
-            stdout[last],
-            self.output()
-        );
-        last
-    }
-
-    fn output(&self) -> String {
-        let lines: Vec<&str> = self.seen.iter().map(|(_, line)| line.as_str()).collect();
-        lines.join("\n")
-    }
-
-    /// Lines on stdout, in order.
-    fn stdout(&self) -> Vec<&str> {
-        self.seen
-            .iter()
-            .filter(|(stderr, _)| !stderr)
-            .map(|(_, line)| line.as_str())
-            .collect()
-    }
-}
-
-impl Drop for Shop {
-    /// A failed test leaves no process behind: meshctl and its children, by pid.
-    fn drop(&mut self) {
-        for pid in self.children.values() {
-            if is_meshctl_serve(*pid).is_some() {
-                let _ = nix::sys::signal::kill(Pid::from_raw(*pid), Signal::SIGKILL);
-            }
-        }
-        if let Ok(None) = self.meshctl.try_wait() {
-            let _ = self.meshctl.kill();
-            let _ = self.meshctl.wait();
-        }
-    }
-}
-
-fn read_lines(stream: impl Read + Send + 'static, stderr: bool, tx: mpsc::Sender<Line>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines().map_while(Result::ok) {
-            if tx.send((stderr, line)).is_err() {
-                break;
-            }
-        }
-    });
-}
-
-/// The services running as children of `parent`, by name, from `/proc`.
-fn children_of(parent: i32) -> BTreeMap<&'static str, i32> {
-    let mut children = BTreeMap::new();
-    for entry in std::fs::read_dir("/proc").unwrap().map_while(Result::ok) {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        // `pid (comm) state ppid ...`; comm may hold spaces, so split after its `)`.
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|ppid| ppid.parse::<i32>().ok());
-        if ppid == Some(parent)
-            && let Some(service) = is_meshctl_serve(pid)
-        {
-            children.insert(service, pid);
-        }
-    }
-    children
-}
-
-/// The service `pid` runs, if it is a `meshctl serve <service>`.
-fn is_meshctl_serve(pid: i32) -> Option<&'static str> {
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
-    let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-    let is_meshctl = args.first()?.ends_with(b"meshctl") && args.get(1)? == b"serve";
-    SERVICES
-        .into_iter()
-        .find(|name| is_meshctl && args.get(2) == Some(&name.as_bytes()))
-}
-
-/// Exited, not yet reaped by its parent.
-fn is_zombie(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|stat| {
-            let (_, rest) = stat.rsplit_once(')')?;
-            Some(rest.split_whitespace().next()? == "Z")
-        })
-        .unwrap_or(false)
-}
-
-fn gone(pid: i32) -> bool {
-    !std::path::Path::new(&format!("/proc/{pid}")).exists()
-}
+use nix::sys::signal::Signal;
+use support::shop::{SERVICES, Shop, gone, is_zombie};
 
 #[test]
 fn a_clean_stop_copies_every_services_last_log_line() {
-    let mut shop = Shop::start(1170, &[("SHUTDOWN_DRAIN_DELAY_SECS", "1")]);
+    let mut shop = Shop::start(&[("SHUTDOWN_DRAIN_DELAY_SECS", "1")]);
     shop.signal(Signal::SIGTERM);
     // Both services got SIGTERM and drain for a second. meshctl is paused meanwhile, so
     // they exit with their last lines unread in the pipes: when meshctl runs again, it
@@ -276,13 +50,10 @@ fn a_clean_stop_copies_every_services_last_log_line() {
 
 #[test]
 fn a_service_that_cannot_exit_is_killed_after_its_grace_period() {
-    let mut shop = Shop::start(
-        1270,
-        &[
-            ("SHUTDOWN_DRAIN_DELAY_SECS", "0"),
-            ("SHUTDOWN_GRACE_PERIOD_SECS", "1"),
-        ],
-    );
+    let mut shop = Shop::start(&[
+        ("SHUTDOWN_DRAIN_DELAY_SECS", "0"),
+        ("SHUTDOWN_GRACE_PERIOD_SECS", "1"),
+    ]);
     let catalog = shop.children["catalog"];
     // Stopped, the catalog cannot act on SIGTERM; only SIGKILL ends it.
     shop.signal_child("catalog", Signal::SIGSTOP);
@@ -304,12 +75,14 @@ fn a_service_that_cannot_exit_is_killed_after_its_grace_period() {
         "{output}"
     );
     assert!(gone(catalog), "catalog (pid {catalog}) is still there");
+    // A service that dies while meshctl stops stays dead.
+    assert!(!output.contains("restarting"), "{output}");
 }
 
 #[test]
 fn a_second_signal_kills_every_service_left_at_once() {
     // The default grace period, 20 s: a kill sooner than that is the second signal's.
-    let mut shop = Shop::start(1370, &[]);
+    let mut shop = Shop::start(&[]);
     let catalog = shop.children["catalog"];
     shop.signal_child("catalog", Signal::SIGSTOP);
     let sent = Instant::now();
@@ -332,4 +105,6 @@ fn a_second_signal_kills_every_service_left_at_once() {
         "{output}"
     );
     assert!(gone(catalog), "catalog (pid {catalog}) is still there");
+    // A service that dies while meshctl stops stays dead.
+    assert!(!output.contains("restarting"), "{output}");
 }

@@ -2,69 +2,29 @@
 //! server reflection, and SIGTERM stops every process cleanly.
 //!
 //! grpcurl comes from the project's tool folder (`scripts/install-tools.sh`), or from
-//! `MESHMART_GRPCURL`.
+//! `MESHMART_GRPCURL` (`support/grpcurl.rs`).
 
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 // A synchronous black-box test: blocking waits and wall-clock deadlines are what it needs.
 #![allow(clippy::disallowed_methods, clippy::disallowed_types)]
 
+mod support;
+
 use std::{
     io::{BufRead, BufReader},
-    path::PathBuf,
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::Duration,
 };
 
 use nix::{sys::signal::Signal, unistd::Pid};
+use support::grpcurl::Grpcurl;
 
 // Ports shifted away from the defaults, so a shop the developer is running is left alone.
 const OFFSET: u16 = 1000;
 const CATALOG: &str = "127.0.0.1:51051";
 const INVENTORY: &str = "127.0.0.1:51052";
-
-fn grpcurl_path() -> PathBuf {
-    if let Some(path) = std::env::var_os("MESHMART_GRPCURL") {
-        return PathBuf::from(path);
-    }
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin/grpcurl");
-    assert!(
-        path.exists(),
-        "grpcurl not found at {}: run scripts/install-tools.sh",
-        path.display()
-    );
-    path
-}
-
-struct Grpcurl {
-    path: PathBuf,
-}
-
-impl Grpcurl {
-    /// Runs grpcurl; returns (success, stdout + stderr).
-    fn run(&self, args: &[&str]) -> (bool, String) {
-        let output = Command::new(&self.path)
-            .arg("-plaintext")
-            .args(["-max-time", "20"])
-            .args(args)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&output.stdout).into_owned()
-            + &String::from_utf8_lossy(&output.stderr);
-        (output.status.success(), text)
-    }
-
-    fn ok(&self, args: &[&str]) -> String {
-        let (success, text) = self.run(args);
-        assert!(success, "grpcurl {args:?} failed:\n{text}");
-        text
-    }
-
-    fn call(&self, addr: &str, method: &str, body: &str) -> String {
-        self.ok(&["-d", body, addr, method])
-    }
-}
 
 /// Stops the shop if the test fails half-way, so no service outlives the test.
 struct Shop(Child);
@@ -123,9 +83,7 @@ fn wait_for_line(lines: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<St
 
 #[test]
 fn the_shop_answers_grpcurl_and_stops_cleanly_on_sigterm() {
-    let grpcurl = Grpcurl {
-        path: grpcurl_path(),
-    };
+    let grpcurl = Grpcurl::find();
     let data = tempfile::tempdir().unwrap();
     let mut shop = Shop(
         Command::new(env!("CARGO_BIN_EXE_meshctl"))

@@ -3,6 +3,9 @@
 
 #![allow(dead_code, unreachable_pub)]
 
+pub mod grpcurl;
+pub mod shop;
+
 use std::{path::Path, process::Stdio, time::Duration};
 
 use meshmart::probe::wait_until_serving;
