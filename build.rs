@@ -8,6 +8,11 @@ const PROTOS: &[&str] = &[
     "proto/meshmart/inventory/v1/inventory.proto",
     "proto/meshmart/echo/v1/echo.proto",
     "proto/meshmart/events/v1/events.proto",
+    "proto/meshmart/orders/v1/orders.proto",
+    "proto/meshmart/payments/v1/payments.proto",
+    "proto/meshmart/fulfillment/v1/fulfillment.proto",
+    "proto/meshmart/notifications/v1/notifications.proto",
+    "proto/meshmart/orchestrator/v1/orchestrator.proto",
 ];
 
 fn main() -> Result<(), Box<dyn Error>> {

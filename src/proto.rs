@@ -23,6 +23,31 @@ pub mod meshmart {
             tonic::include_proto!("meshmart.inventory.v1");
         }
     }
+    pub mod orders {
+        pub mod v1 {
+            tonic::include_proto!("meshmart.orders.v1");
+        }
+    }
+    pub mod payments {
+        pub mod v1 {
+            tonic::include_proto!("meshmart.payments.v1");
+        }
+    }
+    pub mod fulfillment {
+        pub mod v1 {
+            tonic::include_proto!("meshmart.fulfillment.v1");
+        }
+    }
+    pub mod notifications {
+        pub mod v1 {
+            tonic::include_proto!("meshmart.notifications.v1");
+        }
+    }
+    pub mod orchestrator {
+        pub mod v1 {
+            tonic::include_proto!("meshmart.orchestrator.v1");
+        }
+    }
     /// The order flow's events, as they travel on the broker.
     pub mod events {
         pub mod v1 {
@@ -38,5 +63,7 @@ pub mod meshmart {
 }
 
 pub use meshmart::{
-    catalog::v1 as catalog, echo::v1 as echo, events::v1 as events, inventory::v1 as inventory,
+    catalog::v1 as catalog, echo::v1 as echo, events::v1 as events, fulfillment::v1 as fulfillment,
+    inventory::v1 as inventory, notifications::v1 as notifications,
+    orchestrator::v1 as orchestrator, orders::v1 as orders, payments::v1 as payments,
 };
