@@ -22,6 +22,7 @@
 //! the encoded protobuf event.
 
 pub mod inbox;
+pub mod metadata;
 pub mod outbox;
 
 use std::{collections::BTreeMap, time::Duration};

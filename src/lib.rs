@@ -7,6 +7,7 @@
 pub mod client;
 pub mod config;
 pub mod context;
+pub mod customer;
 pub mod db;
 pub mod demo;
 mod error;

@@ -4,7 +4,38 @@
 
 use sqlx::AnyConnection;
 
-use crate::db::now_millis;
+use super::{Outgoing, outbox::Outbox};
+use crate::db::{Pools, now_millis};
+
+/// Applies an event once per consumer group: in one transaction, records it in the inbox,
+/// runs `effect`, and writes the events `effect` returns into the outbox; then commits and
+/// wakes the relay. When the group has applied the event before, `effect` does not run and
+/// the answer is `false`. An error from `effect` rolls everything back, the inbox record
+/// with it, so the event can be tried again.
+pub async fn apply_once<E>(
+    db: &Pools,
+    outbox: &Outbox,
+    consumer: &str,
+    event_id: &str,
+    effect: impl AsyncFnOnce(&mut AnyConnection) -> Result<Vec<Outgoing>, E>,
+) -> Result<bool, E>
+where
+    E: From<sqlx::Error>,
+{
+    let mut tx = db.write().begin().await?;
+    if !first_time(&mut tx, consumer, event_id).await? {
+        return Ok(false);
+    }
+    let events = effect(&mut tx).await?;
+    for event in &events {
+        Outbox::add(&mut tx, event).await?;
+    }
+    tx.commit().await?;
+    if !events.is_empty() {
+        outbox.committed();
+    }
+    Ok(true)
+}
 
 /// Records that `consumer` applies `event_id`, within the transaction `tx` that applies it.
 /// `false` when the event was applied before: the caller then rolls back and acks.

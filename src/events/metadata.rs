@@ -1,0 +1,72 @@
+//! What every event carries ([`EventMetadata`]), the subjects events travel on, and the
+//! encoding between an event and a broker message.
+
+use prost::Message;
+
+use super::{Delivery, Outgoing};
+use crate::proto::events::EventMetadata;
+
+/// The subjects of the order flow, one per event message (`proto/meshmart/events/v1`).
+pub mod subjects {
+    pub const ORDER_CREATED: &str = "orders.created";
+    pub const PAYMENT_REQUESTED: &str = "payments.requested";
+    pub const PAYMENT_SUCCEEDED: &str = "payments.succeeded";
+    pub const PAYMENT_DECLINED: &str = "payments.declined";
+    pub const PAYMENT_FAILED: &str = "payments.failed";
+    pub const REFUND_REQUESTED: &str = "payments.refund_requested";
+    pub const PAYMENT_REFUNDED: &str = "payments.refunded";
+    pub const SHIPMENT_REQUESTED: &str = "shipments.requested";
+    pub const SHIPMENT_CREATED: &str = "shipments.created";
+    pub const SHIPMENT_FAILED: &str = "shipments.failed";
+    pub const ORDER_COMPLETED: &str = "orders.completed";
+    pub const ORDER_FAILED: &str = "orders.failed";
+}
+
+/// The metadata of the first event of an order, caused by the request that placed it.
+pub fn first(order_id: &str, request_id: &str, producer: &str) -> EventMetadata {
+    EventMetadata {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        order_id: order_id.to_owned(),
+        event_time: Some(crate::db::timestamp(crate::db::now_millis())),
+        correlation_id: order_id.to_owned(),
+        causation_id: request_id.to_owned(),
+        producer: producer.to_owned(),
+    }
+}
+
+/// The metadata of an event `producer` publishes because of `cause`: the same order and
+/// correlation, caused by `cause`.
+pub fn caused_by(cause: &EventMetadata, producer: &str) -> EventMetadata {
+    EventMetadata {
+        event_id: uuid::Uuid::new_v4().to_string(),
+        order_id: cause.order_id.clone(),
+        event_time: Some(crate::db::timestamp(crate::db::now_millis())),
+        correlation_id: cause.correlation_id.clone(),
+        causation_id: cause.event_id.clone(),
+        producer: producer.to_owned(),
+    }
+}
+
+/// `event` as a broker message on `subject`: its event id is the message id (so a
+/// republished event is de-duplicated), and the trace context of the work that made it
+/// travels in the headers.
+pub fn outgoing(subject: &str, metadata: &EventMetadata, event: &impl Message) -> Outgoing {
+    Outgoing {
+        subject: subject.to_owned(),
+        message_id: metadata.event_id.clone(),
+        headers: crate::context::event_headers(),
+        payload: event.encode_to_vec().into(),
+    }
+}
+
+/// Decodes a delivery's payload as `M`. A payload that does not decode never will, so the
+/// error is permanent: the event goes to the dead letters at once.
+pub fn decode<M: Message + Default>(delivery: &Delivery) -> Result<M, String> {
+    M::decode(delivery.payload.clone()).map_err(|error| {
+        format!(
+            "cannot decode {} as {}: {error}",
+            delivery.subject,
+            std::any::type_name::<M>()
+        )
+    })
+}
