@@ -1,6 +1,8 @@
 //! The inbox and outbox in a service's own database: an event applied once per consumer
 //! group, its effect and the events it causes committed together or not at all.
 
+#![allow(clippy::unwrap_used)]
+
 use meshmart::{
     db::Pools,
     events::{Outgoing, inbox, outbox::Outbox},
