@@ -552,3 +552,49 @@ async fn mistakes_are_refused_rather_than_mangled() {
     dotted.name = "has.dot".to_owned();
     assert!(shop.bus.consumer(&dotted).await.is_err());
 }
+
+/// No server needed: start-up waits for NATS, within its bound, and says why it gave up.
+#[tokio::test]
+async fn start_up_waits_for_nats_within_its_bound() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let options = JetStreamOptions {
+        connect_timeout: Duration::from_millis(2500),
+        ..JetStreamOptions::default()
+    };
+    let started = tokio::time::Instant::now();
+    let error = JetStreamBus::connect(
+        &format!("nats://user:secret@127.0.0.1:{port}"),
+        options.clone(),
+    )
+    .await
+    .unwrap_err();
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2400) && waited < Duration::from_secs(5),
+        "{waited:?}"
+    );
+    match &error {
+        meshmart::Error::EventBusUnreachable { attempts, url, .. } => {
+            assert!(*attempts >= 2, "{error}");
+            assert!(!url.contains("secret"), "{url}");
+        }
+        other => panic!("expected EventBusUnreachable, got {other:?}"),
+    }
+    assert!(!error.to_string().contains("secret"), "{error}");
+
+    // What waiting cannot cure ends the wait at once.
+    let started = tokio::time::Instant::now();
+    let error = JetStreamBus::connect("nats://127.0.0.1:notaport", options)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, meshmart::Error::EventBus { .. }),
+        "{error:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(1));
+}
