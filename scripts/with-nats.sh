@@ -3,6 +3,7 @@
 # Runs COMMAND against a throwaway NATS server with JetStream (the pinned nats-server from
 # .tools/bin, which scripts/install-tools.sh installs), with
 #   MESHMART_TEST_NATS_URL=nats://127.0.0.1:PORT
+#   MESHMART_TEST_NATS_SERVER=/path/to/nats-server   for tests that start and stop their own
 # exported, then stops the server and deletes its store, whatever happens. Exits with
 # COMMAND's exit code.
 # Why throwaway: tests get empty streams, never touch a NATS someone else runs, and
@@ -84,7 +85,7 @@ done
   exit 1
 }
 
-export MESHMART_TEST_NATS_URL="$url"
+export MESHMART_TEST_NATS_URL="$url" MESHMART_TEST_NATS_SERVER="$NATS_SERVER"
 
 rc=0
 "$@" || rc=$?
