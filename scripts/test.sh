@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README promises and CI runs it: installs the pinned tools,
 # then lints, checks the contracts against the published ones and the dependencies against
-# deny.toml, checks the deployment files, and runs every Rust test against SQLite and a
-# throwaway PostgreSQL. Stops at the first failure.
+# deny.toml, checks the deployment files, and runs every Rust test against SQLite, a
+# throwaway PostgreSQL and a throwaway NATS with JetStream. Stops at the first failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,9 +62,11 @@ CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" cargo clippy --manifest-pat
 step "deployment files"
 scripts/check-deploy.sh 2>&1 | tee -a "$log"
 
-step "tests (SQLite and PostgreSQL)"
-# MESHMART_REQUIRE_POSTGRES turns a missing PostgreSQL into a failure, not a skip.
-MESHMART_REQUIRE_POSTGRES=1 scripts/with-postgres.sh cargo test --workspace --locked 2>&1 | tee -a "$log"
+step "tests (SQLite, PostgreSQL and NATS JetStream)"
+# MESHMART_REQUIRE_POSTGRES and MESHMART_REQUIRE_NATS turn a missing server into a failure,
+# not a skip. Both servers are throwaway ones on free loopback ports.
+MESHMART_REQUIRE_POSTGRES=1 MESHMART_REQUIRE_NATS=1 \
+    scripts/with-postgres.sh scripts/with-nats.sh cargo test --workspace --locked 2>&1 | tee -a "$log"
 step_done
 
 # One closing line for the whole suite: cargo's last lines are per-binary (often a crate's

@@ -23,6 +23,20 @@ pub enum Error {
         attempts: u32,
         last: String,
     },
+    /// Start-up gave up waiting for NATS (connecting, or JetStream creating its streams).
+    #[error("NATS at {url} not ready within {waited:?} ({attempts} attempts; last: {last})")]
+    EventBusUnreachable {
+        url: String,
+        waited: std::time::Duration,
+        attempts: u32,
+        last: String,
+    },
+    /// The event broker failed or refused an operation; `action` says which.
+    #[error("event bus: {action}: {source}")]
+    EventBus {
+        action: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create data directory {path}: {source}")]

@@ -22,6 +22,7 @@
 //! the encoded protobuf event.
 
 pub mod inbox;
+pub mod jetstream;
 pub mod metadata;
 pub mod outbox;
 
@@ -89,8 +90,10 @@ pub struct DeadLetter {
 /// A boxed future, for the acknowledgement handles of both brokers.
 pub(crate) type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 
-/// How a delivery is answered; each broker has its own.
-pub(crate) trait Reply: Send + Sync {
+/// How a delivery is answered; each broker has its own. `Any`, so that a broker's
+/// `dead_letter` can take its own handle back out of a [`Delivery`] (JetStream needs the
+/// event's stream sequence, and terminates rather than acks).
+pub(crate) trait Reply: std::any::Any + Send + Sync {
     fn ack(self: Box<Self>) -> BoxFuture<crate::Result<()>>;
     fn nak(self: Box<Self>, delay: Duration) -> BoxFuture<crate::Result<()>>;
 }
