@@ -118,6 +118,18 @@ async fn child() {
                     job.ack().await.unwrap();
                 }
             }
+            // Answers every job at once with a done event: one hop there, one back.
+            "echo" => {
+                let mut jobs = bus.consumer(&job_group(&arg)).await.unwrap();
+                println!("{MARK}ready");
+                loop {
+                    let job = jobs.next().await.unwrap();
+                    let id = format!("{}.echo", job.message_id);
+                    let done = outgoing(format!("{arg}.done"), id, Headers::new());
+                    bus.publish(done).await.unwrap();
+                    job.ack().await.unwrap();
+                }
+            }
             // Publishes one event, says so, and waits to be killed.
             "publish" => {
                 let event = outgoing(format!("{arg}.jobs"), format!("{arg}-kept"), Headers::new());
@@ -296,4 +308,96 @@ async fn a_claim_of_a_killed_process_comes_back() {
     );
     assert_eq!((again.message_id.as_str(), again.attempt), ("job1", 2));
     again.ack().await.unwrap();
+}
+
+/// CPU time of this process so far (Linux: utime + stime from /proc, in clock ticks of
+/// 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// The figures docs/architecture.md quotes for the poll interval, not an assertion:
+/// `cargo test -p meshmart --features testing --test event_bus -- --ignored --nocapture`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; run by hand"]
+async fn measure_idle_cost_and_hop_latency() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let bus = EmbeddedBus::open(&EmbeddedConfig::at(&path)).await.unwrap();
+
+    // Idle: consumers waiting on groups with nothing to deliver.
+    let idle: u32 = std::env::var("IDLE").map_or(4, |v| v.parse().unwrap());
+    let mut waiting = Vec::new();
+    for n in 0..idle {
+        let mut consumer = bus.consumer(&job_group(&format!("idle{n}"))).await.unwrap();
+        waiting.push(tokio::spawn(async move { consumer.next().await.map(drop) }));
+    }
+    // Past the watcher's busy spell after the groups were created.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (cpu, wall) = (cpu_time(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let share = (cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64();
+    println!(
+        "idle: {idle} consumers use {:.2}% of a core, {:.2}% each",
+        share * 100.0,
+        share * 100.0 / f64::from(idle)
+    );
+    for task in waiting {
+        task.abort();
+    }
+
+    // Two hops across processes: publish here, the child consumes and publishes back.
+    let root = "latency";
+    let mut done = bus
+        .consumer(&ConsumerConfig {
+            name: "collector".to_owned(),
+            subjects: vec![format!("{root}.done")],
+            ..job_group(root)
+        })
+        .await
+        .unwrap();
+    let mut echo = ChildProcess::spawn("echo", &path, root);
+    assert_eq!(echo.said().await, "ready");
+    let mut round_trip = async |n: usize| {
+        let sent = Instant::now();
+        let event = outgoing(format!("{root}.jobs"), format!("ping{n}"), Headers::new());
+        bus.publish(event).await.unwrap();
+        let back = timeout(WAIT, done.next()).await.unwrap().unwrap();
+        back.ack().await.unwrap();
+        sent.elapsed()
+    };
+    for quiet in 0..5 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        println!(
+            "two hops after 3 s of quiet: {:?}",
+            round_trip(1000 + quiet).await
+        );
+    }
+    let mut round_trips = Vec::new();
+    // Pauses of 0 to 19 ms between pings, so they do not fall into step with the polls.
+    let mut jitter: u64 = 12345;
+    for n in 0..200 {
+        jitter = jitter
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        tokio::time::sleep(Duration::from_millis((jitter >> 33) % 20)).await;
+        round_trips.push(round_trip(n).await);
+    }
+    round_trips.sort();
+    let at = |q: f64| round_trips[((round_trips.len() - 1) as f64 * q) as usize];
+    println!(
+        "two hops across processes: p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        at(0.5),
+        at(0.9),
+        at(0.99),
+        at(1.0)
+    );
 }

@@ -4,9 +4,8 @@
 use std::{sync::Arc, time::Duration};
 
 use sqlx::SqlitePool;
-use tokio::sync::Notify;
 
-use super::{EmbeddedBus, decode_headers, to_u32};
+use super::{EmbeddedBus, decode_headers, to_u32, watch::Shared};
 use crate::{
     Result,
     db::now_millis,
@@ -20,6 +19,10 @@ pub struct EmbeddedConsumer {
     name: String,
     ack_wait_ms: i64,
 }
+
+/// The longest a consumer waits without looking for itself, in case the watcher's wake-up
+/// does not come (it cannot read the file, say): slow, then, but never stuck.
+const FALLBACK_POLL: Duration = Duration::from_secs(1);
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
@@ -75,7 +78,7 @@ impl EmbeddedConsumer {
         let headers = decode_headers(&headers, &message_id);
         let reply = EmbeddedReply {
             write: self.bus.write.clone(),
-            notify: Arc::clone(&self.bus.notify),
+            shared: Arc::clone(&self.bus.shared),
             consumer: self.name.clone(),
             id,
             attempts,
@@ -94,9 +97,9 @@ impl EmbeddedConsumer {
 impl Consumer for EmbeddedConsumer {
     async fn next(&mut self) -> Result<Delivery> {
         loop {
-            // Listen before looking, so a publish in this process between the look and the
-            // wait still wakes this one.
-            let notified = self.bus.notify.notified();
+            // Listen before looking, so a commit between the look and the wait still wakes
+            // this one.
+            let notified = self.bus.shared.notify.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
             let now = now_millis();
@@ -108,11 +111,10 @@ impl Consumer for EmbeddedConsumer {
                 // Another member took it: look again at once.
                 continue;
             }
-            // Other processes' publishes are seen only by looking again, so the wait never
-            // exceeds the poll interval; a nakked delivery or a lease due sooner ends it early.
-            let wait = due.map_or(self.bus.poll_interval, |at| {
-                let until = Duration::from_millis(u64::try_from(at - now).unwrap_or(0));
-                until.min(self.bus.poll_interval)
+            // Until the watcher says the file changed, or the group's next delivery falls due
+            // (a nak's delay or a lease runs out: nobody commits for that).
+            let wait = due.map_or(FALLBACK_POLL, |at| {
+                Duration::from_millis(u64::try_from(at - now).unwrap_or(0)).min(FALLBACK_POLL)
             });
             tokio::select! {
                 () = &mut notified => {}
@@ -127,7 +129,7 @@ impl Consumer for EmbeddedConsumer {
 /// lease ran out and another member claimed the row changes nothing.
 pub(super) struct EmbeddedReply {
     write: SqlitePool,
-    notify: Arc<Notify>,
+    shared: Arc<Shared>,
     consumer: String,
     id: i64,
     attempts: i64,
@@ -209,12 +211,11 @@ impl Reply for EmbeddedReply {
 
     fn nak(self: Box<Self>, delay: Duration) -> BoxFuture<Result<()>> {
         Box::pin(async move {
-            let notify = Arc::clone(&self.notify);
+            let shared = Arc::clone(&self.shared);
             self.answer("nak", "pending", now_millis().saturating_add(millis(delay)))
                 .await?;
-            // A member of this process that is waiting recomputes its wait, so a short
-            // delay is not stretched to the poll interval.
-            notify.notify_waiters();
+            // A member of this process that is waiting recomputes its wait at once.
+            shared.notify.notify_waiters();
             Ok(())
         })
     }
