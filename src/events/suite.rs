@@ -24,7 +24,7 @@ mod dead_letters;
 
 pub use dead_letters::{
     dead_letters_are_listed_found_and_replayed,
-    failing_events_are_dead_lettered_after_max_attempts,
+    failing_events_are_dead_lettered_after_max_attempts, shutdown_finishes_the_delivery_in_hand,
     undecodable_events_are_dead_lettered_at_once, unfinished_deliveries_are_given_up_on,
 };
 
@@ -463,6 +463,7 @@ macro_rules! event_bus_suite {
             undecodable_events_are_dead_lettered_at_once,
             unfinished_deliveries_are_given_up_on,
             dead_letters_are_listed_found_and_replayed,
+            shutdown_finishes_the_delivery_in_hand,
             subject_filters_select,
             late_groups_see_earlier_events,
         );

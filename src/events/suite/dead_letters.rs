@@ -7,7 +7,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use prost::Message as _;
 use tokio::{
-    sync::{mpsc, oneshot},
+    sync::{Notify, mpsc, oneshot},
     task::JoinHandle,
     time::timeout,
 };
@@ -113,9 +113,11 @@ pub async fn failing_events_are_dead_lettered_after_max_attempts<K: Broker>(brok
             Ok(())
         }
     });
-    let dead = dead_letters(&bus, &config.name, 1).await;
+    dead_letters(&bus, &config.name, 1).await;
     let calls = calls_until(&mut called, |calls| calls.len() == 3).await;
     running.stop().await;
+    // Listed again after the quiet spell: a dead letter closes the delivery, so none follows.
+    let dead = bus.dead_letters(Some(&config.name), 100).await.unwrap();
 
     assert_eq!(calls[&poison.message_id], [1, 2, 3], "{calls:?}");
     assert_eq!(calls[&names.id("g1")], [1], "{calls:?}");
@@ -174,9 +176,11 @@ pub async fn undecodable_events_are_dead_lettered_at_once<K: Broker>(broker: &K)
         prost_types::Timestamp::decode(incoming.payload.clone())?;
         Ok(())
     });
-    let dead = dead_letters(&bus, &config.name, 1).await;
+    dead_letters(&bus, &config.name, 1).await;
     let calls = calls_until(&mut called, |calls| calls.len() == 2).await;
     running.stop().await;
+    // Listed again after the quiet spell: a dead letter closes the delivery, so none follows.
+    let dead = bus.dead_letters(Some(&config.name), 100).await.unwrap();
 
     assert_eq!(calls[&garbage.message_id], [1], "{calls:?}");
     assert_eq!(calls[&names.id("good")], [1], "{calls:?}");
@@ -212,9 +216,11 @@ pub async fn unfinished_deliveries_are_given_up_on<K: Broker>(broker: &K) {
     }
     drop(member);
     let (running, mut called) = Running::start(&bus, &config, |_| Ok(()));
-    let dead = dead_letters(&bus, &config.name, 1).await;
+    dead_letters(&bus, &config.name, 1).await;
     let calls = calls_until(&mut called, |_| true).await;
     running.stop().await;
+    // Listed again after the quiet spell: a dead letter closes the delivery, so none follows.
+    let dead = bus.dead_letters(Some(&config.name), 100).await.unwrap();
 
     assert!(calls.is_empty(), "the handler was called: {calls:?}");
     let [dead] = dead.as_slice() else {
@@ -321,4 +327,53 @@ pub async fn dead_letters_are_listed_found_and_replayed<K: Broker>(broker: &K) {
     replayed.ack().await.unwrap();
     assert_quiet(&mut b, QUIET, "the replay reached another group").await;
     assert_quiet(&mut a, QUIET, "the other dead letter came back").await;
+}
+
+/// A shutdown that comes while the handler runs lets it finish, and the delivery is
+/// answered: it does not come back after `ack_wait`.
+pub async fn shutdown_finishes_the_delivery_in_hand<K: Broker>(broker: &K) {
+    let names = Names::new(broker);
+    let subject = names.subject("orders.refunded");
+    let bus = broker.connect().await.unwrap();
+    let config = ConsumerConfig {
+        ack_wait: Duration::from_millis(300),
+        ..group(&names.group("stopping"), &[&subject])
+    };
+    publish(&bus, event(&subject, &names.id("e1"))).await;
+    let (started, mut handling) = mpsc::unbounded_channel();
+    let release = Arc::new(Notify::new());
+    let handler = {
+        let release = Arc::clone(&release);
+        move |_: Incoming| {
+            let (started, release) = (started.clone(), Arc::clone(&release));
+            async move {
+                let _ = started.send(());
+                release.notified().await;
+                Ok(())
+            }
+        }
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(run_consumer(bus.clone(), config.clone(), handler, async {
+        let _ = stopped.await;
+    }));
+    timeout(WAIT, handling.recv())
+        .await
+        .expect("the handler is called")
+        .unwrap();
+    stop.send(()).unwrap();
+    // A permit, so the release counts even if the handler is not waiting yet.
+    release.notify_one();
+    timeout(WAIT, task)
+        .await
+        .expect("run_consumer stops once the delivery in hand is answered")
+        .unwrap()
+        .unwrap();
+    let mut member = bus.consumer(&config).await.unwrap();
+    assert_quiet(
+        &mut member,
+        config.ack_wait * 3,
+        "the delivery in hand was not acked",
+    )
+    .await;
 }
