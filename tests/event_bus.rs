@@ -334,7 +334,7 @@ async fn measure_idle_cost_and_hop_latency() {
     let bus = EmbeddedBus::open(&EmbeddedConfig::at(&path)).await.unwrap();
 
     // Idle: consumers waiting on groups with nothing to deliver.
-    let idle: u32 = std::env::var("IDLE").map_or(4, |v| v.parse().unwrap());
+    let idle = 4;
     let mut waiting = Vec::new();
     for n in 0..idle {
         let mut consumer = bus.consumer(&job_group(&format!("idle{n}"))).await.unwrap();
