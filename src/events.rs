@@ -28,6 +28,7 @@ use bytes::Bytes;
 mod config;
 mod consumer;
 pub mod embedded;
+// NATS JetStream joins here as `pub mod jetstream;`: the broker of `EventsConfig::JetStream`.
 #[cfg(feature = "testing")]
 pub mod suite;
 mod validate;

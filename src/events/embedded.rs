@@ -149,8 +149,9 @@ impl EmbeddedBus {
         })
     }
 
-    /// Closes the connections; clones stop working too.
+    /// Closes the connections, the watcher's too; clones stop working as well.
     pub async fn close(&self) {
+        self.shared.close();
         self.write.close().await;
         self.read.close().await;
     }

@@ -39,6 +39,8 @@ pub(super) struct Shared {
     /// Ends the watcher's pause, so it ticks now and fast from now on.
     kick: Arc<Notify>,
     started: AtomicBool,
+    /// Set by `EmbeddedBus::close`: the watcher lets go of its connection too.
+    closed: AtomicBool,
     /// A reader's options, for the watcher's connection.
     options: SqliteConnectOptions,
     busy_interval: Duration,
@@ -55,6 +57,7 @@ impl Shared {
             notify: Notify::new(),
             kick: Arc::new(Notify::new()),
             started: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             options,
             busy_interval,
             idle_interval,
@@ -69,6 +72,12 @@ impl Shared {
         }
     }
 
+    /// Ends the watcher at its next tick, and wakes it for that.
+    pub(super) fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.kick();
+    }
+
     /// This process just committed: the answer, if any, comes soon, so the watcher stops
     /// idling now rather than at its next slow tick.
     pub(super) fn kick(&self) {
@@ -81,6 +90,9 @@ async fn watch(shared: Weak<Shared>, kick: Arc<Notify>) {
     let mut seen: Option<i64> = None;
     let mut changed = Instant::now();
     while let Some(strong) = shared.upgrade() {
+        if strong.closed.load(Ordering::Acquire) {
+            break;
+        }
         let pause = match data_version(&mut connection, &strong.options).await {
             Ok(version) => {
                 if seen != Some(version) {
