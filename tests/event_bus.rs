@@ -1,7 +1,7 @@
 //! The event bus's behaviour suite (`meshmart::events::suite`), run against each broker,
 //! and what only the embedded log has to prove: separate OS processes share its file, and
 //! a process killed with SIGKILL loses neither a publish that returned nor a delivery it
-//! held.
+//! held, and an answer that comes after its lease passed to another member is ignored.
 //!
 //! A broker joins the suite with one block: a [`Broker`] that connects to it, a function
 //! giving `Some` of it (or `None` to skip), and `meshmart::event_bus_suite!`. For JetStream:
@@ -400,4 +400,37 @@ async fn measure_idle_cost_and_hop_latency() {
         at(0.99),
         at(1.0)
     );
+}
+
+/// An answer that comes after its lease ran out and another member claimed the delivery
+/// changes nothing (the attempt count is the lease token): the later claim decides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_answer_does_not_undo_a_later_claim() {
+    let dir = tempfile::tempdir().unwrap();
+    let bus = EmbeddedBus::open(&EmbeddedConfig::at(log_path(&dir)))
+        .await
+        .unwrap();
+    let config = ConsumerConfig {
+        ack_wait: Duration::from_millis(300),
+        ..job_group("late")
+    };
+    let (mut slow, mut other) = (
+        bus.consumer(&config).await.unwrap(),
+        bus.consumer(&config).await.unwrap(),
+    );
+    let event = outgoing("late.jobs".to_owned(), "job1".to_owned(), Headers::new());
+    bus.publish(event).await.unwrap();
+    let stale = timeout(WAIT, slow.next()).await.unwrap().unwrap();
+    let current = timeout(WAIT, other.next()).await.unwrap().unwrap();
+    assert_eq!((stale.attempt, current.attempt), (1, 2));
+    // Acked too late: had it landed, the nak below would find the delivery done.
+    stale.ack().await.unwrap();
+    current.nak(Duration::ZERO).await.unwrap();
+    let again = timeout(WAIT, other.next()).await.unwrap().unwrap();
+    assert_eq!((again.message_id.as_str(), again.attempt), ("job1", 3));
+    again.ack().await.unwrap();
+    if let Ok(extra) = timeout(config.ack_wait * 3, slow.next()).await {
+        panic!("acked, yet delivered again: {:?}", extra.unwrap());
+    }
+    bus.close().await;
 }

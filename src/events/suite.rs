@@ -11,7 +11,10 @@
 
 use std::{
     collections::BTreeSet,
-    sync::atomic::{AtomicU64, Ordering},
+    sync::{
+        Arc,
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+    },
     time::Duration,
 };
 
@@ -264,16 +267,26 @@ pub async fn members_share_the_work<K: Broker>(broker: &K) {
     for id in &sent {
         publish(&one, event(&subject, id)).await;
     }
-    // Each member takes what it can until the group has been quiet for a while.
+    // Each member takes what it can until all are taken and the group has been quiet for
+    // a while (a stall under load before then is waited out).
+    let taken = Arc::new(AtomicUsize::new(0));
+    let total = sent.len();
     let drain = |mut member: <K::Bus as EventBus>::Consumer| {
+        let taken = Arc::clone(&taken);
         tokio::spawn(async move {
             let mut got = Vec::new();
-            while let Ok(delivery) = timeout(QUIET, member.next()).await {
-                let delivery = delivery.unwrap();
-                got.push(delivery.message_id.clone());
-                delivery.ack().await.unwrap();
+            loop {
+                match timeout(QUIET, member.next()).await {
+                    Ok(delivery) => {
+                        let delivery = delivery.unwrap();
+                        got.push(delivery.message_id.clone());
+                        delivery.ack().await.unwrap();
+                        taken.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(_) if taken.load(Ordering::Relaxed) >= total => return got,
+                    Err(_) => {}
+                }
             }
-            got
         })
     };
     let (a, b) = (drain(first), drain(second));
