@@ -434,3 +434,38 @@ async fn a_late_answer_does_not_undo_a_later_claim() {
     }
     bus.close().await;
 }
+
+/// Several processes opening a log that does not exist yet, at once, as `meshctl up` starts
+/// its services: each creates or finds the schema, and each one's publish is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processes_open_a_new_log_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = log_path(&dir);
+    let mut publishers: Vec<ChildProcess> = (0..4)
+        .map(|n| ChildProcess::spawn("publish", &path, &format!("start{n}")))
+        .collect();
+    for publisher in &mut publishers {
+        assert_eq!(publisher.said().await, "published");
+    }
+    drop(publishers);
+    let bus = EmbeddedBus::open(&EmbeddedConfig::at(&path)).await.unwrap();
+    let mut everything = bus
+        .consumer(&ConsumerConfig {
+            name: "everything".to_owned(),
+            subjects: vec![">".to_owned()],
+            ..job_group("start")
+        })
+        .await
+        .unwrap();
+    let mut subjects = Vec::new();
+    for _ in 0..4 {
+        let delivery = timeout(WAIT, everything.next()).await.unwrap().unwrap();
+        subjects.push(delivery.subject.clone());
+        delivery.ack().await.unwrap();
+    }
+    subjects.sort();
+    assert_eq!(
+        subjects,
+        ["start0.jobs", "start1.jobs", "start2.jobs", "start3.jobs"]
+    );
+}
