@@ -44,6 +44,10 @@ pub enum Error {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    /// The event bus refused a request: a subject, header or consumer group it cannot use,
+    /// or a delivery handed to a bus other than the one it came from.
+    #[error("event bus: {0}")]
+    Events(String),
     #[error("server reflection: {0}")]
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("telemetry: {0}")]

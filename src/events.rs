@@ -30,6 +30,17 @@ use std::{collections::BTreeMap, time::Duration};
 
 use bytes::Bytes;
 
+mod config;
+mod consumer;
+pub mod embedded;
+// NATS JetStream joins here as `pub mod jetstream;`: the broker of `EventsConfig::JetStream`.
+#[cfg(feature = "testing")]
+pub mod suite;
+mod validate;
+
+pub use config::EventsConfig;
+pub use consumer::{HandlerError, Incoming, run_consumer};
+
 /// Message headers: the trace context (`traceparent`, `tracestate`), and whatever else a
 /// producer adds. Names are lowercase.
 pub type Headers = BTreeMap<String, String>;
@@ -67,6 +78,15 @@ pub struct ConsumerConfig {
     pub backoff: Vec<Duration>,
 }
 
+impl ConsumerConfig {
+    /// Checks what both brokers need: a name usable as a durable name, at least one subject
+    /// filter, each an exact subject or ending in a `>` token (no `*`: the embedded log does
+    /// not match it, and both brokers must select the same events), and one attempt at least.
+    pub fn validate(&self) -> crate::Result<()> {
+        validate::consumer(self)
+    }
+}
+
 /// A dead letter: an event a consumer group gave up on, with why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
@@ -91,8 +111,7 @@ pub struct DeadLetter {
 pub(crate) type BoxFuture<T> = std::pin::Pin<Box<dyn Future<Output = T> + Send>>;
 
 /// How a delivery is answered; each broker has its own. `Any`, so that a broker's
-/// `dead_letter` can take its own handle back out of a [`Delivery`] (JetStream needs the
-/// event's stream sequence, and terminates rather than acks).
+/// `dead_letter` can take its own handle back out of a [`Delivery`] ([`Delivery::reply`]).
 pub(crate) trait Reply: std::any::Any + Send + Sync {
     fn ack(self: Box<Self>) -> BoxFuture<crate::Result<()>>;
     fn nak(self: Box<Self>, delay: Duration) -> BoxFuture<crate::Result<()>>;
@@ -140,6 +159,13 @@ impl Delivery {
             attempt,
             reply,
         }
+    }
+
+    /// The broker's own handle, or `None` for a delivery that came from another broker.
+    #[allow(dead_code)] // used by the brokers' implementations
+    pub(crate) fn reply<R: Reply>(&self) -> Option<&R> {
+        let reply: &dyn std::any::Any = &*self.reply;
+        reply.downcast_ref()
     }
 
     /// Done with: never delivered to this group again.
