@@ -21,6 +21,7 @@
 //! What travels: a subject, a message id, headers (the W3C trace context among them) and
 //! the encoded protobuf event.
 
+mod bus;
 pub mod inbox;
 pub mod jetstream;
 pub mod metadata;
@@ -33,11 +34,11 @@ use bytes::Bytes;
 mod config;
 mod consumer;
 pub mod embedded;
-// NATS JetStream joins here as `pub mod jetstream;`: the broker of `EventsConfig::JetStream`.
 #[cfg(feature = "testing")]
 pub mod suite;
 mod validate;
 
+pub use bus::{Bus, BusConsumer, connect};
 pub use config::EventsConfig;
 pub use consumer::{HandlerError, Incoming, run_consumer};
 

@@ -4,17 +4,10 @@
 //! held, and an answer that comes after its lease passed to another member is ignored.
 //!
 //! A broker joins the suite with one block: a [`Broker`] that connects to it, a function
-//! giving `Some` of it (or `None` to skip), and `meshmart::event_bus_suite!`. For JetStream:
-//!
-//! ```ignore
-//! struct JetStream(String);
-//! impl Broker for JetStream {
-//!     type Bus = JetStreamBus;
-//!     async fn connect(&self) -> meshmart::Result<JetStreamBus> { JetStreamBus::connect(&self.0).await }
-//! }
-//! async fn jetstream() -> Option<JetStream> { meshmart::events::suite::nats_test_url().map(JetStream) }
-//! mod jetstream { meshmart::event_bus_suite!(super::jetstream()); }
-//! ```
+//! giving `Some` of it (or `None` to skip), and `meshmart::event_bus_suite!`. JetStream runs
+//! when `MESHMART_TEST_NATS_URL` names a server (scripts/with-nats.sh), each test on streams
+//! and subjects of its own; what only JetStream has to prove is in
+//! `tests/event_bus_jetstream.rs`.
 
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -31,6 +24,7 @@ use std::{
 use meshmart::events::{
     Consumer, ConsumerConfig, EventBus, Headers, Outgoing, Published,
     embedded::{EmbeddedBus, EmbeddedConfig},
+    jetstream::{JetStreamBus, JetStreamOptions},
     suite::{Broker, QUIET, WAIT},
 };
 use tokio::{
@@ -57,8 +51,87 @@ async fn embedded() -> Option<Embedded> {
     })
 }
 
+/// A JetStream server, with streams of this test's own: their subjects, replay and
+/// dead-letter prefixes all start with a token no other test uses.
+struct JetStream {
+    url: String,
+    options: JetStreamOptions,
+    root: String,
+}
+
+impl Broker for JetStream {
+    type Bus = JetStreamBus;
+
+    async fn connect(&self) -> meshmart::Result<JetStreamBus> {
+        JetStreamBus::connect(&self.url, self.options.clone()).await
+    }
+
+    fn subject_root(&self) -> &str {
+        &self.root
+    }
+}
+
+async fn jetstream() -> Option<JetStream> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let url = meshmart::events::suite::nats_test_url()?;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let root = format!(
+        "s{:x}{}x{}",
+        nanos % (1 << 48),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let options = JetStreamOptions {
+        stream: format!("{root}_EVENTS"),
+        subjects: vec![format!("{root}.>")],
+        replay_prefix: format!("{root}_replay"),
+        dead_letter_stream: format!("{root}_DLQ"),
+        dead_letter_prefix: format!("{root}_dlq"),
+        duplicate_window: Duration::from_secs(120),
+        max_age: Duration::from_secs(3600),
+        connect_timeout: WAIT,
+        client_name: format!("meshmart-suite-{root}"),
+        ..JetStreamOptions::default()
+    };
+    Some(JetStream { url, options, root })
+}
+
+mod jetstream {
+    meshmart::event_bus_suite!(super::jetstream());
+}
+
 mod embedded {
     meshmart::event_bus_suite!(super::embedded());
+}
+
+/// The embedded log behind [`meshmart::events::Bus`], as the services hold it: the enum
+/// passes every promise on.
+struct ChosenByConfig {
+    dir: tempfile::TempDir,
+}
+
+impl Broker for ChosenByConfig {
+    type Bus = meshmart::events::Bus;
+
+    async fn connect(&self) -> meshmart::Result<meshmart::events::Bus> {
+        let env =
+            meshmart::config::Env::from_pairs([("DATA_DIR", self.dir.path().to_str().unwrap())]);
+        meshmart::events::connect(&meshmart::events::EventsConfig::from_env(&env).unwrap()).await
+    }
+}
+
+async fn chosen_by_config() -> Option<ChosenByConfig> {
+    Some(ChosenByConfig {
+        dir: tempfile::tempdir().unwrap(),
+    })
+}
+
+mod chosen_by_config {
+    meshmart::event_bus_suite!(super::chosen_by_config());
 }
 
 // ---- Child processes: this test binary run again, as `child`, with a role. ----

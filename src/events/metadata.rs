@@ -3,7 +3,7 @@
 
 use prost::Message;
 
-use super::{Delivery, Outgoing};
+use super::{HandlerError, Incoming, Outgoing};
 use crate::proto::events::EventMetadata;
 
 /// The subjects of the order flow, one per event message (`proto/meshmart/events/v1`).
@@ -59,14 +59,14 @@ pub fn outgoing(subject: &str, metadata: &EventMetadata, event: &impl Message) -
     }
 }
 
-/// Decodes a delivery's payload as `M`. A payload that does not decode never will, so the
+/// Decodes an event's payload as `M`. A payload that does not decode never will, so the
 /// error is permanent: the event goes to the dead letters at once.
-pub fn decode<M: Message + Default>(delivery: &Delivery) -> Result<M, String> {
-    M::decode(delivery.payload.clone()).map_err(|error| {
-        format!(
+pub fn decode<M: Message + Default>(incoming: &Incoming) -> Result<M, HandlerError> {
+    M::decode(incoming.payload.clone()).map_err(|error| {
+        HandlerError::Permanent(format!(
             "cannot decode {} as {}: {error}",
-            delivery.subject,
+            incoming.subject,
             std::any::type_name::<M>()
-        )
+        ))
     })
 }
