@@ -16,7 +16,7 @@ import deploylib
 import pytest
 from conftest import target
 
-ENVOY_TARGETS = ["committed", "chart-more-services"]
+ENVOY_TARGETS = ["committed", "chart-catalog-only"]
 HCM_TYPE = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
 ROUTER = {
     "name": "envoy.filters.http.router",
@@ -63,7 +63,7 @@ def _http_filter_patches(name: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("name", ENVOY_TARGETS)
-def test_envoy_accepts_the_rate_limit_filter(name):
+def test_envoy_accepts_the_gateway_s_filters(name):
     patches = _http_filter_patches(name)
     assert patches
     for value in patches:
@@ -73,7 +73,7 @@ def test_envoy_accepts_the_rate_limit_filter(name):
 
 def test_envoy_rejects_what_only_envoy_knows_is_wrong():
     """A bucket refilled every millisecond parses as a proto, but Envoy refuses it."""
-    (value,) = _http_filter_patches("committed")
+    (value,) = [v for v in _http_filter_patches("committed") if v["name"] == "envoy.filters.http.local_ratelimit"]
     value = json.loads(json.dumps(value))
     value["typed_config"]["token_bucket"]["fill_interval"] = "0.001s"
     proc = _envoy_validate(value)
