@@ -94,7 +94,7 @@ def test_only_the_order_flow_s_calls_are_allowed():
 def test_the_call_graph_is_the_documented_one():
     """The mesh-level call graph that the retry checks follow (from the AuthorizationPolicies)
     is the table of calls in docs/deploy.md, section 7."""
-    graph = deploylib.call_graph(target("committed").docs)
+    graph = {caller: callees for caller, callees in deploylib.call_graph(target("committed").docs).items() if callees}
     assert graph == {"catalog": {"inventory"}, "orders": {"catalog", "inventory"}, "orchestrator": {"inventory"}}
     documented = set(re.findall(r"^\| `([a-z-]+) → ([a-z]+)` \|", (ROOT / "docs" / "deploy.md").read_text(), re.MULTILINE))
     expected = {(caller, callee) for callee, callers in FLOW_CALLS.items() for caller in callers}
