@@ -17,7 +17,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 REGISTRY="${REGISTRY:-meshmart}"
 TAG="${TAG:-$(sed -n 's/^appVersion: *"\{0,1\}\([^"]*\)"\{0,1\} *$/\1/p' "$ROOT/helm/meshmart/Chart.yaml")}"
 # The services the chart deploys by default (helm/meshmart/values.yaml); tests/deploy checks they agree.
-DEFAULT_SERVICES=(catalog inventory)
+DEFAULT_SERVICES=(catalog fulfillment inventory notifications orchestrator orders payments)
 ALL_PLATFORMS="linux/amd64,linux/arm64"
 
 usage() { sed -n '2,13s/^# \{0,1\}//p' "$0"; }

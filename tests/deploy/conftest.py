@@ -70,8 +70,8 @@ def target(name: str) -> Target:
             laptop=False,
             text=text,
         )
-    if name == "chart-more-services":
-        docs, text = _chart([CHART / "ci" / "more-services-values.yaml"])
+    if name == "chart-catalog-only":
+        docs, text = _chart([CHART / "ci" / "catalog-only-values.yaml"])
         return Target(name, docs, laptop=False, text=text)
     if name == "committed":
         return Target(name, deploylib.load_files(_committed_files()))
@@ -87,18 +87,18 @@ def target(name: str) -> Target:
 TARGETS = [
     "chart-default",
     "chart-external",
-    "chart-more-services",
+    "chart-catalog-only",
     "committed",
     "overlay-kind",
     "overlay-minikube",
     "fault-inventory-delay",
     "fault-inventory-abort",
 ]
-LAPTOP_TARGETS = [t for t in TARGETS if t not in ("chart-external", "chart-more-services")]
+LAPTOP_TARGETS = [t for t in TARGETS if t not in ("chart-external", "chart-catalog-only")]
 CHART_VALUES = {
     "default": [],
     "external": [CHART / "ci" / "external-values.yaml"],
-    "more-services": [CHART / "ci" / "more-services-values.yaml"],
+    "catalog-only": [CHART / "ci" / "catalog-only-values.yaml"],
 }
 
 

@@ -412,6 +412,9 @@ SAFE_RETRY_ON = {
     # Anything else only when the request never reached the service.
     "other": {"connect-failure", "refused-stream"},
     "reflection": {"connect-failure", "refused-stream"},
+    # Server-streaming reads: no side effects, and Envoy retries a stream only before any of
+    # its response has gone downstream.
+    "streams": {"connect-failure", "refused-stream", "reset", "unavailable"},
 }
 
 # Retried by no route, whatever its class: another try cannot help, it only adds load. Retries
@@ -459,6 +462,8 @@ CALLABLE_CLASSES = {
     "writes": ("reads", "writes"),
     "other": ("reads", "writes", "other"),
     "reflection": (),
+    # A stream answers like a read, so it may call reads.
+    "streams": ("reads",),
 }
 
 
@@ -467,7 +472,7 @@ def route_class(route: dict) -> str:
     name = route.get("name", "")
     if name == "reflection":
         return "reflection"
-    match = re.fullmatch(r"[a-z0-9-]+?-(reads|writes|other)(-[a-z0-9]+-pinned)?", name)
+    match = re.fullmatch(r"[a-z0-9-]+?-(reads|writes|streams|other)(-[a-z0-9]+-pinned)?", name)
     return match.group(1) if match else ""
 
 
@@ -617,7 +622,7 @@ def crossref_errors(
             attempts = retries.get("attempts", 0)
             retry_on = set(filter(None, (retries.get("retryOn") or "").split(",")))
             if not klass:
-                errors.append(f"{where}: not named for a retry class (reads, writes, other)")
+                errors.append(f"{where}: not named for a retry class (reads, writes, streams, other)")
             if "retries" not in route:
                 errors.append(
                     f"{where}: has no retries, so Istio's default policy applies ({ISTIO_DEFAULT_ATTEMPTS} retries"

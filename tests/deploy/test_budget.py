@@ -1,5 +1,5 @@
 """The whole shop plus its sidecars fits a laptop: all pods of the namespace together request
-at most 0.5 CPU and 512Mi (Postgres, NATS and the canary included), computed from the
+at most 0.5 CPU and 512Mi (the order flow's services, Postgres, NATS and the canary included), computed from the
 manifests as they are applied."""
 
 from __future__ import annotations
@@ -18,11 +18,16 @@ def test_the_namespace_fits_the_budget(name):
     report = deploylib.budget_report(rows)
     assert not errors, "\n".join(errors) + "\n" + report
     assert not deploylib.budget_errors(rows), "\n".join(deploylib.budget_errors(rows)) + "\n" + report
-    # Every long-running workload is counted: three service pods, Postgres and NATS.
+    # Every long-running workload is counted: eight service pods, Postgres and NATS.
     assert {r.workload for r in rows} == {
         "Deployment/catalog-v1",
         "Deployment/catalog-v2",
         "Deployment/inventory-v1",
+        "Deployment/orders-v1",
+        "Deployment/payments-v1",
+        "Deployment/fulfillment-v1",
+        "Deployment/notifications-v1",
+        "Deployment/orchestrator-v1",
         "StatefulSet/postgres",
         "StatefulSet/nats",
     }, report

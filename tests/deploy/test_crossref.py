@@ -8,11 +8,12 @@ document broken for it."""
 from __future__ import annotations
 
 import copy
+import re
 
 import deploylib
 import pytest
-from conftest import target
-from deploylib import Doc
+from conftest import INGRESS_PRINCIPAL, target
+from deploylib import ROOT, Doc
 
 
 def _crossref(t, docs=None) -> list[str]:
@@ -28,21 +29,101 @@ def test_documents_fit_together(any_target):
     assert not errors, "\n".join(errors)
 
 
-def test_only_the_architecture_s_calls_are_allowed():
-    """catalog is called by the ingress gateway only, inventory by catalog only, PostgreSQL by
-    the services that own a database; nothing else (deny by default)."""
+# The calls of the order flow (docs/deploy.md, section 7; helm/meshmart/values.yaml): who may
+# call whom, and nothing else. "gateway" is the ingress gateway's identity.
+FLOW_CALLS = {
+    "catalog": {"gateway", "orders"},
+    "inventory": {"catalog", "orders", "orchestrator"},
+    "orders": {"gateway"},
+    "notifications": {"gateway"},
+    # Every service owns a database; the five services of the order flow use the broker.
+    "postgres": {"catalog", "inventory", "orders", "payments", "fulfillment", "notifications", "orchestrator"},
+    "nats": {"orders", "payments", "fulfillment", "notifications", "orchestrator"},
+}
+# What the gateway may reach, by service: its public gRPC API (and reflection on catalog).
+PUBLIC_PATHS = {
+    "catalog": {
+        "/meshmart.catalog.v1.CatalogService/*",
+        "/grpc.reflection.v1.ServerReflection/*",
+        "/grpc.reflection.v1alpha.ServerReflection/*",
+    },
+    "orders": {"/meshmart.orders.v1.OrderService/*"},
+    "notifications": {"/meshmart.notifications.v1.NotificationService/*"},
+}
+
+
+def _allowed(docs) -> dict[str, set[str]]:
+    """Policy name -> the accounts its rules allow ("gateway" for the ingress gateway's)."""
+    out: dict[str, set[str]] = {}
+    for policy in (d for d in docs if d.kind == "AuthorizationPolicy" and d.namespace == "meshmart"):
+        if deploylib.is_hook(policy):
+            continue  # helm test's own identity, which may call Health/Check only
+        for rule in policy.spec.get("rules") or []:
+            for source in rule["from"]:
+                for principal in source["source"]["principals"]:
+                    name = "gateway" if principal == INGRESS_PRINCIPAL else principal.rpartition("/")[2]
+                    out.setdefault(policy.name, set()).add(name)
+    return out
+
+
+def test_only_the_order_flow_s_calls_are_allowed():
+    """Every AuthorizationPolicy of the namespace together allow exactly FLOW_CALLS: the
+    gateway the public APIs, each service the services it calls, PostgreSQL and NATS their
+    clients; payments, fulfillment and the orchestrator no caller at all (operators reach
+    them by port-forward); the rest is denied by default."""
     docs = target("committed").docs
     policies = {d.name: d for d in docs if d.kind == "AuthorizationPolicy" and d.namespace == "meshmart"}
     assert policies["deny-by-default"].spec == {}
+    assert _allowed(docs) == FLOW_CALLS
+    assert set(policies) == {"deny-by-default", *FLOW_CALLS}
+    for name in ("postgres", "nats"):
+        assert [t["operation"]["ports"] for r in policies[name].spec["rules"] for t in r["to"]] == [
+            ["5432" if name == "postgres" else "4222"]
+        ]
+    # The gateway reaches the public APIs only; the callers inside the mesh a service's own API.
+    for name, paths in PUBLIC_PATHS.items():
+        (rule,) = [r for r in policies[name].spec["rules"] if INGRESS_PRINCIPAL in r["from"][0]["source"]["principals"]]
+        assert {p for t in rule["to"] for p in t["operation"]["paths"]} == paths
+    assert not any(
+        "DeadLetterService" in str(d.body) or "/meshmart.orchestrator." in str(d.body)
+        for d in docs
+        if d.kind == "AuthorizationPolicy" or d.name == "meshmart-edge"
+    ), "the orchestrator's APIs are for operators: no policy allows them, no edge route leads there"
 
-    def principals(name):
-        return sorted(p for r in policies[name].spec["rules"] for f in r["from"] for p in f["source"]["principals"])
 
-    assert principals("catalog") == ["cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"]
-    assert principals("inventory") == ["cluster.local/ns/meshmart/sa/catalog"]
-    assert principals("postgres") == ["cluster.local/ns/meshmart/sa/catalog", "cluster.local/ns/meshmart/sa/inventory"]
-    assert "nats" not in policies, "no service uses NATS yet, so nobody may call it"
-    assert set(policies) == {"deny-by-default", "catalog", "inventory", "postgres"}
+def test_the_call_graph_is_the_documented_one():
+    """The mesh-level call graph that the retry checks follow (from the AuthorizationPolicies)
+    is the table of calls in docs/deploy.md, section 7."""
+    graph = {caller: callees for caller, callees in deploylib.call_graph(target("committed").docs).items() if callees}
+    assert graph == {"catalog": {"inventory"}, "orders": {"catalog", "inventory"}, "orchestrator": {"inventory"}}
+    documented = set(re.findall(r"^\| `([a-z-]+) → ([a-z]+)` \|", (ROOT / "docs" / "deploy.md").read_text(), re.MULTILINE))
+    expected = {(caller, callee) for callee, callers in FLOW_CALLS.items() for caller in callers}
+    assert documented == expected, "docs/deploy.md's table of calls is the AuthorizationPolicies' list"
+
+
+def test_every_flow_service_has_nats_and_its_database():
+    """The five services of the order flow get NATS_URL, every service its DATABASE_URL from
+    its own Secret, and each caller the addresses of what it calls (and no other)."""
+    docs = target("committed").docs
+    config = {d.name: d.body["data"] for d in docs if d.kind == "ConfigMap"}
+    secrets = {d.name: d.body["stringData"] for d in docs if d.kind == "Secret"}
+    for deployment in (d for d in docs if d.kind == "Deployment"):
+        service = deployment.body["metadata"]["labels"]["app"]
+        container = deployment.spec["template"]["spec"]["containers"][0]
+        refs = [s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s]
+        assert refs == [f"{service}-database"], deployment
+        url = secrets[f"{service}-database"]["DATABASE_URL"]
+        assert url.startswith(f"postgres://{service}:") and url.endswith(f"@postgres:5432/{service}?sslmode=disable")
+        addrs = {k for k in config[service] if k.endswith("_ADDR") and k not in ("GRPC_ADDR", "METRICS_ADDR")}
+        calls = {callee for callee, callers in FLOW_CALLS.items() if service in callers and callee not in ("postgres", "nats")}
+        assert addrs == {f"{c.upper()}_ADDR" for c in calls}, service
+        if service in FLOW_CALLS["nats"]:
+            assert config[service]["NATS_URL"] == "nats://nats:4222"
+        else:
+            assert "NATS_URL" not in config[service]
+    assert config["orders"]["CATALOG_ADDR"] == "http://catalog:50051"
+    assert config["orders"]["INVENTORY_ADDR"] == "http://inventory:50052"
+    assert config["orchestrator"]["INVENTORY_ADDR"] == "http://inventory:50052"
 
 
 def test_the_canary_splits_by_weight_and_pins_by_header():
@@ -60,39 +141,56 @@ def test_the_canary_splits_by_weight_and_pins_by_header():
     assert {"name": "SERVICE_VERSION", "value": "v2"} in container["env"]
 
 
-def test_adding_a_service_is_a_values_entry():
-    """ci/more-services-values.yaml adds five services with no template change: each gets its
-    Service, Deployment, routes and policy, and its callers get its address."""
-    docs = target("chart-more-services").docs
-    names = {d.name for d in docs if d.kind == "Deployment"}
-    assert {"orders-v1", "payments-v1", "fulfillment-v1", "notifications-v1", "orchestrator-v1"} <= names
-    config = {d.name: d.body["data"] for d in docs if d.kind == "ConfigMap"}
-    assert config["orders"]["CATALOG_ADDR"] == "http://catalog:50051"
-    assert config["orders"]["INVENTORY_ADDR"] == "http://inventory:50052"
-    assert config["orchestrator"]["ORDERS_ADDR"] == "http://orders:50053"
-    assert config["payments"]["NATS_URL"] == "nats://nats:4222"
-    nats = next(d for d in docs if d.kind == "AuthorizationPolicy" and d.name == "nats")
-    allowed = {p.rpartition("/")[2] for r in nats.spec["rules"] for f in r["from"] for p in f["source"]["principals"]}
-    assert allowed == {"orders", "payments", "fulfillment", "notifications", "orchestrator"}
+def test_turning_services_off_is_a_values_entry():
+    """ci/catalog-only-values.yaml turns the order flow's five services off with no template
+    change: their workloads, routes and policies go, and with no client NATS has no policy."""
+    docs = target("chart-catalog-only").docs
+    assert {d.name for d in docs if d.kind == "Deployment"} == {"catalog-v1", "catalog-v2", "inventory-v1"}
+    assert _allowed(docs) == {"catalog": {"gateway"}, "inventory": {"catalog"}, "postgres": {"catalog", "inventory"}}
+    assert {d.name for d in docs if d.kind == "StatefulSet"} == {"postgres", "nats"}
 
 
 def test_retries_multiply_to_at_most_four_calls_per_edge_call():
     """`attempts` counts retries, and tries multiply along the calls: the edge route to catalog
-    and catalog's route to inventory retry once each, so one call at the edge makes at most 2
-    calls at catalog and 2 x 2 = 4 at inventory. With more services, orders calls catalog and
-    inventory, and only inventory's routes retry: 1 x 1 x 2 + 1 x 2 = 4 at inventory."""
+    and inventory's routes retry once each, so one call at the edge makes at most 2 calls at
+    catalog and 2 x 2 = 4 at inventory. orders calls catalog and inventory, and only
+    inventory's routes retry there (catalog's mesh routes and orders' make one try):
+    1 x 1 x 2 + 1 x 2 = 4 at inventory."""
     rows, problems = deploylib.edge_calls(target("committed").docs)
     assert not problems
     calls = {row.route: row.calls for row in rows}
+    report = deploylib.amplification_report(rows)
     for klass in ("reads", "writes", "other"):
-        assert calls[f"catalog-{klass}"] == {"catalog": 2, "inventory": 4}, deploylib.amplification_report(rows)
+        assert calls[f"catalog-{klass}"] == {"catalog": 2, "inventory": 4}, report
         assert calls[f"catalog-{klass}-v2-pinned"] == {"catalog": 2, "inventory": 4}
+    for klass in ("reads", "writes", "streams", "other"):
+        assert calls[f"orders-{klass}"] == {"orders": 1, "catalog": 1, "inventory": 4}, report
+    assert calls["notifications-reads"] == {"notifications": 2}
     assert calls["reflection"] == {"catalog": 3}
-    rows, problems = deploylib.edge_calls(target("chart-more-services").docs)
-    assert not problems
-    calls = {row.route: row.calls for row in rows}
-    assert calls["orders-writes"] == {"orders": 1, "catalog": 1, "inventory": 4}, deploylib.amplification_report(rows)
-    assert calls["catalog-reads"] == {"catalog": 1, "inventory": 2}
+    assert max(n for row in rows for n in row.calls.values()) <= deploylib.MAX_CALLS_PER_EDGE_CALL
+
+
+def test_catalog_retries_at_the_edge_and_not_for_orders():
+    """edgeRoutes: the gateway's routes to catalog retry, catalog's mesh routes (orders' calls) do not."""
+    docs = target("committed").docs
+    edge = next(d for d in docs if d.kind == "VirtualService" and d.name == "meshmart-edge")
+    mesh = next(d for d in docs if d.kind == "VirtualService" and d.name == "catalog")
+    edge_reads = next(r for r in edge.spec["http"] if r["name"] == "catalog-reads")
+    mesh_reads = next(r for r in mesh.spec["http"] if r["name"] == "catalog-reads")
+    assert edge_reads["retries"]["attempts"] == 1 and edge_reads["retries"]["perTryTimeout"] == "2500ms"
+    assert edge_reads["timeout"] == "5s"
+    assert mesh_reads["retries"] == {"attempts": 0} and mesh_reads["timeout"] == "3s"
+
+
+def test_watch_order_is_a_stream_with_no_route_timeout():
+    """WatchOrder streams until the order ends or the caller's deadline: its route has no
+    timeout (0s) that would cut the stream, no per-try timeout and no retries."""
+    docs = target("committed").docs
+    for name in ("meshmart-edge", "orders"):
+        vs = next(d for d in docs if d.kind == "VirtualService" and d.name == name)
+        route = next(r for r in vs.spec["http"] if r["name"] == "orders-streams")
+        assert [m["uri"]["exact"] for m in route["match"]] == ["/meshmart.orders.v1.OrderService/WatchOrder"]
+        assert route["timeout"] == "0s" and route["retries"] == {"attempts": 0}
 
 
 def test_tries_are_retries_plus_one():
@@ -224,10 +322,7 @@ BREAKAGES = {
     "a caller's try shorter than the callee's route": (
         "VirtualService",
         "catalog",
-        lambda b: [
-            _route(b, name)["retries"].update(perTryTimeout="1500ms")
-            for name in ("catalog-reads", "catalog-reads-v2-pinned")
-        ],
+        lambda b: [_route(b, name).update(timeout="1500ms") for name in ("catalog-reads", "catalog-reads-v2-pinned")],
         "does not outlast inventory",
     ),
     "subset whose labels select no pod": (
@@ -245,7 +340,7 @@ BREAKAGES = {
     "principal of no ServiceAccount": (
         "AuthorizationPolicy",
         "inventory",
-        lambda b: b["spec"]["rules"][0]["from"][0]["source"].update(principals=["cluster.local/ns/meshmart/sa/orders"]),
+        lambda b: b["spec"]["rules"][0]["from"][0]["source"].update(principals=["cluster.local/ns/meshmart/sa/reviews"]),
         "no ServiceAccount defined here",
     ),
     "calls allowed both ways": (

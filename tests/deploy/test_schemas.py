@@ -23,7 +23,7 @@ def test_documents_match_their_schemas(any_target):
 
 
 @pytest.mark.parametrize(
-    "name", ["chart-default", "chart-external", "chart-more-services", "committed", "overlay-kind"]
+    "name", ["chart-default", "chart-external", "chart-catalog-only", "committed", "overlay-kind"]
 )
 def test_kubernetes_validate_cli_accepts_the_core_kinds(name):
     """The same check as the tool itself runs it, on the core documents (it only warns about
@@ -89,14 +89,14 @@ MISSPELLINGS = {
         "randomSamplingPercent",
     ),
     "EnvoyFilter token_buckt (inside the Envoy patch)": (
-        "EnvoyFilter",
+        "EnvoyFilter/meshmart-ingress-ratelimit",
         lambda b: b["spec"]["configPatches"][0]["patch"]["value"]["typed_config"].update(
             token_buckt=b["spec"]["configPatches"][0]["patch"]["value"]["typed_config"].pop("token_bucket")
         ),
         "token_buckt",
     ),
     "EnvoyFilter denominator enum": (
-        "EnvoyFilter",
+        "EnvoyFilter/meshmart-ingress-ratelimit",
         lambda b: b["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["filter_enabled"][
             "default_value"
         ].update(denominator="HUNDERD"),
@@ -116,13 +116,23 @@ MISSPELLINGS = {
         "accesModes",
     ),
     "Service appProtocl": ("Service", lambda b: b["spec"]["ports"][0].update(appProtocl="grpc"), "appProtocl"),
+    "EnvoyFilter Lua inline_strng": (
+        "EnvoyFilter/meshmart-strip-customer-header",
+        lambda b: b["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["default_source_code"].update(
+            inline_strng=b["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["default_source_code"].pop(
+                "inline_string"
+            )
+        ),
+        "inline_strng",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", sorted(MISSPELLINGS))
 def test_a_misspelt_field_is_rejected(case):
     kind, mutate, word = MISSPELLINGS[case]
-    doc = _doc("committed", kind)
+    kind, _, name = kind.partition("/")
+    doc = _doc("committed", kind, name or None)
     assert not deploylib.schema_errors(doc), "the unmutated document must be valid"
     errors = deploylib.schema_errors(_mutated(doc, mutate))
     assert errors and word in "\n".join(errors), f"{case} was accepted: {errors}"

@@ -71,6 +71,14 @@ cannot: references between entries. Returns YAML (use with fromYaml).
 {{- toYaml $variants -}}
 {{- end -}}
 
+{{/*
+The header that names the calling customer: the services read it (meshmart::customer), the
+gateway sets it from the JWT and strips it from outside callers.
+*/}}
+{{- define "meshmart.customerHeader" -}}
+x-meshmart-customer-id
+{{- end -}}
+
 {{/* Labels every resource of the chart carries. */}}
 {{- define "meshmart.labels" -}}
 app.kubernetes.io/part-of: meshmart
@@ -176,8 +184,9 @@ OTEL_SERVICE_NAME: {{ $svc.name | quote }}
 
 {{/*
 The HTTP routes of a service's VirtualService (.svc), for the mesh (.edge false) or for
-the ingress gateway (.edge true). One route per retry class (reads, writes, other), each
-preceded by a route pinned to the canary for calls that carry the canary header.
+the ingress gateway (.edge true; its routes are the service's `routes` with its
+`edgeRoutes` merged over them). One route per retry class (reads, writes, streams, other),
+each preceded by a route pinned to the canary for calls that carry the canary header.
 */}}
 {{- define "meshmart.httpRoutes" -}}
 {{- $root := .root -}}
@@ -185,7 +194,7 @@ preceded by a route pinned to the canary for calls that carry the canary header.
 {{- $edge := .edge -}}
 {{- $host := include "meshmart.fqdn" (dict "root" $root "name" $svc.name) -}}
 {{- $prefix := printf "/%s/" $svc.grpcService -}}
-{{- $classes := list (list "reads" $svc.methods.reads) (list "writes" $svc.methods.writes) (list "other" list) -}}
+{{- $classes := list (list "reads" $svc.methods.reads) (list "writes" $svc.methods.writes) (list "streams" $svc.methods.streams) (list "other" list) -}}
 {{- $pins := list false -}}
 {{- if $svc.canary.enabled -}}
 {{- $pins = list true false -}}
@@ -194,6 +203,9 @@ preceded by a route pinned to the canary for calls that carry the canary header.
 {{- $className := index $class 0 -}}
 {{- $methods := index $class 1 -}}
 {{- $route := get $svc.routes $className -}}
+{{- if and $edge (hasKey $svc.edgeRoutes $className) -}}
+{{- $route = include "meshmart.deepMerge" (dict "base" $route "override" (get $svc.edgeRoutes $className)) | fromYaml -}}
+{{- end -}}
 {{- if or $methods (eq $className "other") -}}
 {{- range $pinned := $pins }}
 - name: {{ $svc.name }}-{{ $className }}{{ if $pinned }}-{{ $svc.canary.version }}-pinned{{ end }}
