@@ -86,8 +86,10 @@ fn logs() -> &'static Arc<Mutex<Vec<u8>>> {
     LOGS.get_or_init(|| {
         let logs = Arc::new(Mutex::new(Vec::new()));
         let writer = logs.clone();
+        // Everything, but async-nats's TRACE, which prints every message it reads, payload
+        // and all: below the services' default (info), and a shared-runtime concern.
         let subscriber = tracing_subscriber::fmt()
-            .with_max_level(tracing::Level::TRACE)
+            .with_env_filter("trace,async_nats=debug")
             .with_ansi(false)
             .with_writer(move || LogWriter(writer.clone()))
             .finish();
