@@ -51,7 +51,7 @@ impl Handlers {
                 let event: ShipmentRequested = metadata::decode(&incoming)?;
                 (
                     validate::metadata(event.metadata.as_ref())?,
-                    Work::Requested(event),
+                    Work::Requested(Box::new(event)),
                 )
             }
             subjects::PAYMENT_SUCCEEDED => {
@@ -146,7 +146,8 @@ impl Handlers {
 /// What an event asks of fulfillment.
 #[derive(Debug)]
 enum Work {
-    Requested(ShipmentRequested),
+    // Boxed: the request with its lines and address dwarfs the other two.
+    Requested(Box<ShipmentRequested>),
     Paid,
     Failed,
 }

@@ -11,6 +11,9 @@ use tonic::Status;
 
 use crate::store::Page;
 
+/// A shipment's lines: product id and quantity.
+pub(crate) type Lines = Vec<(String, i64)>;
+
 /// Most units of one product a line may ship.
 const MAX_QUANTITY: i64 = 1_000_000_000;
 /// Most lines a shipment may have (an order's limit is lower).
@@ -59,7 +62,7 @@ pub(crate) fn metadata(metadata: Option<&EventMetadata>) -> Result<EventMetadata
 /// quantities, and an address with a region.
 pub(crate) fn shipment(
     request: &ShipmentRequested,
-) -> Result<(Vec<(String, i64)>, &ShippingAddress), HandlerError> {
+) -> Result<(Lines, &ShippingAddress), HandlerError> {
     let invalid = |why: &str| Err(HandlerError::Permanent(format!("the shipment {why}")));
     if request.lines.is_empty() || request.lines.len() > MAX_LINES {
         return invalid("must have 1 to 1000 lines");

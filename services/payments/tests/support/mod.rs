@@ -3,6 +3,9 @@
 //! orchestrator would, and reads what payments publishes through a consumer group of its own.
 
 #![allow(dead_code, unreachable_pub)]
+// The log buffer is written from tracing's synchronous writer and never held across an
+// await: a blocking mutex is the right lock for it.
+#![allow(clippy::disallowed_types)]
 
 use std::{
     io::Write,
