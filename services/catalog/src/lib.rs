@@ -5,7 +5,6 @@
 
 mod error;
 mod metrics;
-mod page_token;
 mod service;
 pub mod store;
 mod validate;
@@ -33,7 +32,9 @@ pub mod fuzzing {
     };
     use tonic::Status;
 
-    use crate::{page_token, store::ProductChanges, validate};
+    use meshmart::page_token;
+
+    use crate::{store::ProductChanges, validate};
 
     pub const DEFAULT_PAGE_SIZE: usize = validate::DEFAULT_PAGE_SIZE;
     pub const MAX_PAGE_SIZE: usize = validate::MAX_PAGE_SIZE;

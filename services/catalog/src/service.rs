@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use meshmart::{
     client::MeshChannel,
     db::timestamp,
+    page_token,
     proto::{
         catalog::{self as pb, catalog_service_server::CatalogService},
         google::r#type::Money,
@@ -18,7 +19,6 @@ use tonic::{Request, Response, Status};
 use crate::{
     Error, Result,
     metrics::Metrics,
-    page_token,
     store::{Created, ProductRecord, Store},
     validate,
 };

@@ -1,6 +1,7 @@
 //! Request checks. Each returns every problem at once as INVALID_ARGUMENT.
 
 use meshmart::{
+    page_token,
     proto::{
         catalog::{CreateProductRequest, ListProductsRequest, Product, UpdateProductRequest},
         google::r#type::Money,
@@ -9,10 +10,7 @@ use meshmart::{
 };
 use tonic::Status;
 
-use crate::{
-    page_token,
-    store::{Price, ProductChanges},
-};
+use crate::store::{Price, ProductChanges};
 
 pub(crate) const DEFAULT_PAGE_SIZE: usize = 20;
 pub(crate) const MAX_PAGE_SIZE: usize = 100;

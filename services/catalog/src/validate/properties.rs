@@ -18,7 +18,7 @@ use prost_types::{FieldMask, Timestamp};
 use tonic::Status;
 
 use super::*;
-use crate::page_token;
+use meshmart::page_token;
 
 /// Any text a client could send, weighted towards what the checks look at: any
 /// characters; almost-ids; one character many times over, past every limit; blanks.

@@ -1,20 +1,29 @@
 //! Page tokens: opaque to callers (AIP-158), a keyset cursor inside, so pages stay stable
-//! while products are added and a token can be used again to fetch the same page.
+//! while resources are added and a token can be used again to fetch the same page. The
+//! cursor is the id of the last resource of the page; every service's List methods share
+//! this one format (a listing ordered by something other than the id looks that position
+//! up by the id).
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use meshmart::validation::is_resource_id;
+
+use crate::validation::{FieldViolations, is_resource_id};
+
+/// The page size of a List call that asks for none (`page_size` 0).
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+/// The largest page a List call gets, whatever it asks for.
+pub const MAX_PAGE_SIZE: usize = 100;
 
 const PREFIX: &str = "v1:after:";
-/// Longest token [`encode`] makes: the prefix and a 63-byte product id, in unpadded base64.
-pub(crate) const MAX_LEN: usize = (PREFIX.len() + 63).div_ceil(3) * 4;
+/// Longest token [`encode`] makes: the prefix and a 63-byte resource id, in unpadded base64.
+pub const MAX_LEN: usize = (PREFIX.len() + 63).div_ceil(3) * 4;
 
-/// The token for the page after the one ending with `last_product_id`.
-pub(crate) fn encode(last_product_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{PREFIX}{last_product_id}"))
+/// The token for the page after the one ending with the resource `last_id`.
+pub fn encode(last_id: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{PREFIX}{last_id}"))
 }
 
-/// The product id a token continues after; `None` for a token this service did not make.
-pub(crate) fn decode(token: &str) -> Option<String> {
+/// The resource id a token continues after; `None` for a token no service here made.
+pub fn decode(token: &str) -> Option<String> {
     // Anything longer is not ours, and is not worth decoding to find that out.
     if token.len() > MAX_LEN {
         return None;
@@ -23,6 +32,35 @@ pub(crate) fn decode(token: &str) -> Option<String> {
     let text = String::from_utf8(bytes).ok()?;
     let id = text.strip_prefix(PREFIX)?;
     is_resource_id(id).then(|| id.to_owned())
+}
+
+/// A List call's paging fields, checked as AIP-158 has them: a negative `page_size` and a
+/// token no service here made are violations (added to `violations`); 0 is the default
+/// size and anything above the maximum is the maximum. Returns the id to continue after and
+/// the page size. `method` names the call in the token's violation.
+pub fn check_paging(
+    violations: &mut FieldViolations,
+    page_size: i32,
+    page_token: &str,
+    method: &str,
+) -> (Option<String>, usize) {
+    violations.check(page_size >= 0, "page_size", "must not be negative");
+    let after = if page_token.is_empty() {
+        None
+    } else {
+        let after = decode(page_token);
+        violations.check(
+            after.is_some(),
+            "page_token",
+            &format!("is not a token from an earlier {method} call"),
+        );
+        after
+    };
+    let size = match usize::try_from(page_size).unwrap_or_default() {
+        0 => DEFAULT_PAGE_SIZE,
+        size => size.min(MAX_PAGE_SIZE),
+    };
+    (after, size)
 }
 
 #[cfg(test)]
@@ -57,10 +95,24 @@ mod tests {
         assert_eq!(decode(&"A".repeat(4 << 20)), None);
     }
 
+    #[test]
+    fn paging_follows_aip_158() {
+        let mut violations = FieldViolations::new();
+        assert_eq!(check_paging(&mut violations, 0, "", "ListX"), (None, 20));
+        assert_eq!(check_paging(&mut violations, 500, "", "ListX"), (None, 100));
+        assert_eq!(
+            check_paging(&mut violations, 7, &encode("abc"), "ListX"),
+            (Some("abc".to_owned()), 7)
+        );
+        assert!(violations.is_empty());
+        check_paging(&mut violations, -1, "junk", "ListX");
+        assert_eq!(violations.len(), 2);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
 
-        /// Any text is either refused or the token of a valid product id.
+        /// Any text is either refused or the token of a valid resource id.
         #[test]
         fn any_text_decodes_to_a_valid_id_or_nothing(token in any::<String>()) {
             if let Some(id) = decode(&token) {
@@ -85,7 +137,7 @@ mod tests {
             }
         }
 
-        /// Every valid product id round-trips, in a token no longer than [`MAX_LEN`].
+        /// Every valid resource id round-trips, in a token no longer than [`MAX_LEN`].
         #[test]
         fn every_valid_id_round_trips(id in "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?") {
             prop_assert!(is_resource_id(&id));

@@ -1,0 +1,252 @@
+//! Fulfillment in-process, on a real event bus: the embedded log always, JetStream when
+//! `MESHMART_TEST_NATS_URL` names a server. A test publishes what orders, payments and the
+//! orchestrator would, and reads what fulfillment publishes through a group of its own.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use meshmart::{
+    events::{
+        Bus, Consumer, ConsumerConfig, EventBus, EventsConfig, Outgoing,
+        embedded::EmbeddedConfig,
+        metadata::{caused_by, first, outgoing, subjects},
+    },
+    proto::{
+        events::{
+            EventMetadata, OrderFailed, OrderLine, PaymentSucceeded, ShipmentRequested,
+            ShippingAddress,
+        },
+        fulfillment::{
+            ListShipmentsRequest, Shipment, fulfillment_service_client::FulfillmentServiceClient,
+        },
+    },
+    testing::{self, Backend, TestServer},
+};
+use tokio::{sync::mpsc, time::timeout};
+use tonic::transport::Channel;
+
+/// How long any one wait in these tests may take.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+#[derive(Debug, Clone)]
+pub enum Broker {
+    Embedded,
+    JetStream(String),
+}
+
+/// Every (broker, backend) pair.
+pub fn setups() -> Vec<(Broker, Backend)> {
+    let mut brokers = vec![Broker::Embedded];
+    if let Some(url) = meshmart::events::suite::nats_test_url() {
+        brokers.push(Broker::JetStream(url));
+    }
+    let backends = testing::backends();
+    brokers
+        .into_iter()
+        .flat_map(|broker| {
+            backends
+                .iter()
+                .map(move |backend| (broker.clone(), *backend))
+        })
+        .collect()
+}
+
+/// The service's subjects are the shop's, so on one JetStream server two tests would share
+/// the stream and the `fulfillment` group: JetStream tests take turns, on fresh streams.
+static JETSTREAM_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub subject: String,
+    pub payload: Bytes,
+}
+
+pub struct Fulfillment {
+    pub server: TestServer<meshmart::Error>,
+    pub client: FulfillmentServiceClient<Channel>,
+    pub bus: Bus,
+    published: mpsc::UnboundedReceiver<Published>,
+    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start(broker: &Broker, backend: Backend, test: &str) -> Fulfillment {
+    let dir = tempfile::tempdir().unwrap();
+    let (events, turn) = match broker {
+        Broker::Embedded => (
+            EventsConfig::Embedded(EmbeddedConfig::at(dir.path().join("events.db"))),
+            None,
+        ),
+        Broker::JetStream(url) => {
+            let turn = JETSTREAM_TURN.lock().await;
+            let jetstream = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
+            for stream in ["EVENTS", "DEAD_LETTERS"] {
+                // Absent on the first test: nothing to delete then.
+                let _ = jetstream.delete_stream(stream).await;
+            }
+            (EventsConfig::JetStream { url: url.clone() }, Some(turn))
+        }
+    };
+    let config = fulfillment::Config {
+        server: testing::server_config(fulfillment::SERVICE),
+        database: testing::database(backend, dir.path(), &format!("{test}_fulfillment")).await,
+        events: events.clone(),
+    };
+    let bus = meshmart::events::connect(&events).await.unwrap();
+    let published = observe(&bus).await;
+    let server = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
+        fulfillment::serve(config, listeners, shutdown)
+    })
+    .await;
+    let client = FulfillmentServiceClient::connect(server.endpoint())
+        .await
+        .unwrap();
+    Fulfillment {
+        server,
+        client,
+        bus,
+        published,
+        _turn: turn,
+        _dir: dir,
+    }
+}
+
+async fn observe(bus: &Bus) -> mpsc::UnboundedReceiver<Published> {
+    let config = ConsumerConfig {
+        name: "fulfillment-test-observer".to_owned(),
+        subjects: [subjects::SHIPMENT_CREATED, subjects::SHIPMENT_FAILED]
+            .map(str::to_owned)
+            .to_vec(),
+        ack_wait: Duration::from_secs(30),
+        max_attempts: 1,
+        backoff: Vec::new(),
+    };
+    let mut consumer = bus.consumer(&config).await.unwrap();
+    let (sender, receiver) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(delivery) = consumer.next().await {
+            let published = Published {
+                subject: delivery.subject.clone(),
+                payload: delivery.payload.clone(),
+            };
+            delivery.ack().await.unwrap();
+            if sender.send(published).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// The address used everywhere, so a test can look for any part of it in what comes back.
+pub fn address(postal_code: &str) -> ShippingAddress {
+    ShippingAddress {
+        recipient: "Ada Lovelace".to_owned(),
+        address_lines: vec!["12 Secret Street".to_owned(), "Flat 3".to_owned()],
+        locality: "Hiddenville".to_owned(),
+        postal_code: postal_code.to_owned(),
+        region_code: "DE".to_owned(),
+    }
+}
+
+/// An order's first events' metadata, and its ShipmentRequested as orders publishes it.
+pub fn shipment_requested(order_id: &str, postal_code: &str) -> (EventMetadata, Outgoing) {
+    let metadata = first(order_id, &format!("request-{order_id}"), "orders");
+    let line = |product_id: &str, quantity| OrderLine {
+        product_id: product_id.to_owned(),
+        quantity,
+        unit_price: None,
+    };
+    let event = ShipmentRequested {
+        metadata: Some(metadata.clone()),
+        lines: vec![line("travel-mug", 1), line("espresso-cup", 2)],
+        address: Some(address(postal_code)),
+    };
+    (
+        metadata.clone(),
+        outgoing(subjects::SHIPMENT_REQUESTED, &metadata, &event),
+    )
+}
+
+pub fn payment_succeeded(cause: &EventMetadata) -> Outgoing {
+    let metadata = caused_by(cause, "payments");
+    let event = PaymentSucceeded {
+        metadata: Some(metadata.clone()),
+        charge_id: "charge-1".to_owned(),
+        amount: None,
+    };
+    outgoing(subjects::PAYMENT_SUCCEEDED, &metadata, &event)
+}
+
+pub fn order_failed(cause: &EventMetadata) -> Outgoing {
+    let metadata = caused_by(cause, "orchestrator");
+    let event = OrderFailed {
+        metadata: Some(metadata.clone()),
+        reason: "card declined".to_owned(),
+    };
+    outgoing(subjects::ORDER_FAILED, &metadata, &event)
+}
+
+/// A unique order id for one test case.
+pub fn order_id(name: &str) -> String {
+    format!("{name}-{}", uuid::Uuid::new_v4().simple())
+}
+
+impl Fulfillment {
+    pub async fn publish(&self, event: Outgoing) {
+        self.bus.publish(event).await.unwrap();
+    }
+
+    /// The next event fulfillment published, within [`WAIT`].
+    pub async fn next_published(&mut self) -> Published {
+        timeout(WAIT, self.published.recv())
+            .await
+            .expect("fulfillment published nothing in time")
+            .expect("the observer stopped")
+    }
+
+    /// The order's shipments, as the API lists them.
+    pub async fn shipments_of(&mut self, order_id: &str) -> Vec<Shipment> {
+        self.client
+            .list_shipments(ListShipmentsRequest {
+                order_id: order_id.to_owned(),
+                ..ListShipmentsRequest::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .shipments
+    }
+
+    /// Waits, polling within [`WAIT`], until the order has a shipment.
+    pub async fn shipment_of(&mut self, order_id: &str) -> Shipment {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            if let Some(shipment) = self.shipments_of(order_id).await.pop() {
+                return shipment;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no shipment for {order_id} in time"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn stop(self) {
+        self.server.stop().await.unwrap();
+    }
+}
+
+/// The order an event fulfillment published is about (field 1 of every event is its
+/// metadata, so any of them decodes as the smallest one).
+pub fn order_of(published: &Published) -> String {
+    use prost::Message;
+    meshmart::proto::events::OrderCompleted::decode(published.payload.clone())
+        .unwrap()
+        .metadata
+        .unwrap()
+        .order_id
+}
