@@ -94,8 +94,11 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
         tracing_subscriber::fmt::layer().with_ansi(terminal).boxed()
     };
 
-    let log_filter =
-        EnvFilter::try_new(&config.log_filter).map_err(|e| Error::Telemetry(e.to_string()))?;
+    // async-nats logs every message it reads at TRACE, payload and all: card tokens and
+    // addresses. Capped at DEBUG, whatever RUST_LOG asks for.
+    let log_filter = EnvFilter::try_new(&config.log_filter)
+        .and_then(|filter| Ok(filter.add_directive("async_nats=debug".parse()?)))
+        .map_err(|e| Error::Telemetry(e.to_string()))?;
     tracing_subscriber::registry()
         .with(logs.with_filter(log_filter))
         .with(spans)
