@@ -80,18 +80,10 @@ pub async fn serve(
         store: store.clone(),
         metrics: metrics::Metrics::register(host.registry()),
     };
-    let consumer = config.consumer;
     host.add_service(NotificationServiceServer::new(Notifications::new(store)))
-        .run_beside("event consumer", move |stopping| async move {
-            let handle = |incoming| {
-                let handler = handler.clone();
-                async move { handler.handle(incoming).await }
-            };
-            if let Err(error) =
-                meshmart::events::run_consumer(bus, consumer, handle, stopping).await
-            {
-                tracing::error!(%error, "the event consumer cannot run");
-            }
+        .consume_beside(bus, config.consumer, move |incoming| {
+            let handler = handler.clone();
+            async move { handler.handle(incoming).await }
         })
         .serve(listeners, shutdown)
         .await

@@ -90,21 +90,13 @@ pub async fn serve(
         outbox: outbox.clone(),
         inventory,
     };
-    let consumer = config.consumer;
-    let (consumer_bus, relay_bus, sample_bus) = (bus.clone(), bus.clone(), bus.clone());
+    let (relay_bus, sample_bus) = (bus.clone(), bus.clone());
     let sampled = store.clone();
     host.add_service(OrchestratorServiceServer::new(Orchestrator::new(store)))
-        .add_service(DeadLetterServiceServer::new(DeadLetters::new(bus)))
-        .run_beside("event consumer", move |stopping| async move {
-            let handle = |incoming| {
-                let handler = handler.clone();
-                async move { handler.handle(incoming).await }
-            };
-            if let Err(error) =
-                meshmart::events::run_consumer(consumer_bus, consumer, handle, stopping).await
-            {
-                tracing::error!(%error, "the event consumer cannot run");
-            }
+        .add_service(DeadLetterServiceServer::new(DeadLetters::new(bus.clone())))
+        .consume_beside(bus, config.consumer, move |incoming| {
+            let handler = handler.clone();
+            async move { handler.handle(incoming).await }
         })
         .run_beside("outbox relay", move |stopping| {
             outbox.relay(relay_bus, stopping)
