@@ -1,12 +1,14 @@
 //! Page tokens: opaque to callers (AIP-158), a keyset cursor inside, so pages stay stable
-//! while resources are added and a token can be used again to fetch the same page. The
-//! cursor is the id of the last resource of the page; every service's List methods share
-//! this one format (a listing ordered by something other than the id looks that position
-//! up by the id).
+//! while items are added and a token can be used again to fetch the same page.
+//!
+//! The cursor is the key of the last item of the page: a resource id (a product), an order
+//! id, a decimal dead-letter id. A listing sorted by something else (time, then key) finds
+//! where to go on by that item's row, so the token holds one key whatever the sort.
+//! Moved here from the catalog so every service's listings share one format.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
-use crate::validation::{FieldViolations, is_resource_id};
+use crate::validation::{FieldViolations, is_idempotency_key};
 
 /// The page size of a List call that asks for none (`page_size` 0).
 pub const DEFAULT_PAGE_SIZE: usize = 20;
@@ -14,15 +16,19 @@ pub const DEFAULT_PAGE_SIZE: usize = 20;
 pub const MAX_PAGE_SIZE: usize = 100;
 
 const PREFIX: &str = "v1:after:";
-/// Longest token [`encode`] makes: the prefix and a 63-byte resource id, in unpadded base64.
-pub const MAX_LEN: usize = (PREFIX.len() + 63).div_ceil(3) * 4;
+/// The longest key a token holds: as long as an idempotency key, which every key of the
+/// shop's listings is shaped like (1 to 128 letters, digits or `._:-`).
+pub const MAX_KEY_LEN: usize = 128;
+/// Longest token [`encode`] makes: the prefix and the longest key, in unpadded base64.
+pub const MAX_LEN: usize = (PREFIX.len() + MAX_KEY_LEN).div_ceil(3) * 4;
 
-/// The token for the page after the one ending with the resource `last_id`.
-pub fn encode(last_id: &str) -> String {
-    URL_SAFE_NO_PAD.encode(format!("{PREFIX}{last_id}"))
+/// The token for the page after the one ending with the item keyed `last`.
+pub fn encode(last: &str) -> String {
+    URL_SAFE_NO_PAD.encode(format!("{PREFIX}{last}"))
 }
 
-/// The resource id a token continues after; `None` for a token no service here made.
+/// The key a token continues after; `None` for a token no listing made. Callers check that
+/// the key is one of theirs (a product id for the catalog).
 pub fn decode(token: &str) -> Option<String> {
     // Anything longer is not ours, and is not worth decoding to find that out.
     if token.len() > MAX_LEN {
@@ -30,8 +36,8 @@ pub fn decode(token: &str) -> Option<String> {
     }
     let bytes = URL_SAFE_NO_PAD.decode(token).ok()?;
     let text = String::from_utf8(bytes).ok()?;
-    let id = text.strip_prefix(PREFIX)?;
-    is_resource_id(id).then(|| id.to_owned())
+    let key = text.strip_prefix(PREFIX)?;
+    is_idempotency_key(key).then(|| key.to_owned())
 }
 
 /// A List call's paging fields, checked as AIP-158 has them: a negative `page_size` and a
@@ -80,19 +86,10 @@ mod tests {
             "not base64!",
             &URL_SAFE_NO_PAD.encode("v2:after:x"),
             &URL_SAFE_NO_PAD.encode("v1:after:BAD ID"),
+            &URL_SAFE_NO_PAD.encode("v1:after:"),
         ] {
             assert_eq!(decode(bad), None, "{bad}");
         }
-    }
-
-    #[test]
-    fn the_longest_id_fits_and_longer_tokens_are_refused_unread() {
-        let longest = encode(&"a".repeat(63));
-        assert!(longest.len() <= MAX_LEN);
-        assert_eq!(decode(&longest), Some("a".repeat(63)));
-        // A valid base64 text of a token with a longer id is refused by its length alone.
-        assert_eq!(decode(&encode(&"a".repeat(64))), None);
-        assert_eq!(decode(&"A".repeat(4 << 20)), None);
     }
 
     #[test]
@@ -109,21 +106,31 @@ mod tests {
         assert_eq!(violations.len(), 2);
     }
 
+    #[test]
+    fn the_longest_key_fits_and_longer_tokens_are_refused_unread() {
+        let longest = encode(&"a".repeat(MAX_KEY_LEN));
+        assert!(longest.len() <= MAX_LEN);
+        assert_eq!(decode(&longest), Some("a".repeat(MAX_KEY_LEN)));
+        // A valid base64 text of a token with a longer key is refused by its length alone.
+        assert_eq!(decode(&encode(&"a".repeat(MAX_KEY_LEN + 1))), None);
+        assert_eq!(decode(&"A".repeat(4 << 20)), None);
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(1024))]
 
-        /// Any text is either refused or the token of a valid resource id.
+        /// Any text is either refused or the token of a valid key.
         #[test]
-        fn any_text_decodes_to_a_valid_id_or_nothing(token in any::<String>()) {
+        fn any_text_decodes_to_a_valid_key_or_nothing(token in any::<String>()) {
             if let Some(id) = decode(&token) {
-                prop_assert!(is_resource_id(&id));
+                prop_assert!(is_idempotency_key(&id));
                 prop_assert_eq!(encode(&id), token);
             }
         }
 
         /// Text of the token alphabet, and any bytes behind the prefix: the same.
         #[test]
-        fn near_tokens_decode_to_a_valid_id_or_nothing(
+        fn near_tokens_decode_to_a_valid_key_or_nothing(
             token in "[A-Za-z0-9_=+/-]{0,120}",
             after in proptest::collection::vec(any::<u8>(), 0..80),
         ) {
@@ -131,16 +138,16 @@ mod tests {
             bytes.extend(after);
             for token in [token, URL_SAFE_NO_PAD.encode(bytes)] {
                 if let Some(id) = decode(&token) {
-                    prop_assert!(is_resource_id(&id));
+                    prop_assert!(is_idempotency_key(&id));
                     prop_assert_eq!(encode(&id), token);
                 }
             }
         }
 
-        /// Every valid resource id round-trips, in a token no longer than [`MAX_LEN`].
+        /// Every valid key round-trips, in a token no longer than [`MAX_LEN`].
         #[test]
-        fn every_valid_id_round_trips(id in "[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?") {
-            prop_assert!(is_resource_id(&id));
+        fn every_valid_key_round_trips(id in "[A-Za-z0-9._:-]{1,128}") {
+            prop_assert!(is_idempotency_key(&id));
             let token = encode(&id);
             prop_assert!(token.len() <= MAX_LEN);
             prop_assert_eq!(decode(&token), Some(id));

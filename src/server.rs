@@ -123,6 +123,28 @@ impl ServiceHost {
         self
     }
 
+    /// Runs the consumer group `config` on `bus` beside the service
+    /// ([`crate::events::run_consumer`]), calling `handler` for every delivery; it takes no
+    /// new event once the drain begins, and finishes the one in hand.
+    pub fn consume_beside<B, H, F>(
+        self,
+        bus: B,
+        config: crate::events::ConsumerConfig,
+        handler: H,
+    ) -> Self
+    where
+        B: crate::events::EventBus,
+        H: Fn(crate::events::Incoming) -> F + Send + Sync + 'static,
+        F: Future<Output = Result<(), crate::events::HandlerError>> + Send + 'static,
+    {
+        self.run_beside("event consumer", move |stopping| async move {
+            let group = config.name.clone();
+            if let Err(error) = crate::events::run_consumer(bus, config, handler, stopping).await {
+                tracing::error!(consumer = %group, %error, "the event consumer cannot run");
+            }
+        })
+    }
+
     /// Adds a gRPC service; it reports SERVING once the server is listening, and server
     /// reflection lists it.
     pub fn add_service<S>(mut self, service: S) -> Self

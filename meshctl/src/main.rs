@@ -5,12 +5,15 @@
 //!   Ctrl-C or SIGTERM.
 //! - `meshctl serve <service>` runs one service in this process, configured from the
 //!   environment exactly like the service's own binary.
+//! - `meshctl dlq list|show|replay` works through the event bus's dead letters, with the
+//!   orchestrator's DeadLetterService.
 //! - `meshctl completions <shell>` prints shell completions.
 
 // A command line tool talks to its user on stdout.
 #![allow(clippy::print_stdout)]
 
 mod children;
+mod dlq;
 mod supervise;
 mod up;
 
@@ -43,6 +46,12 @@ enum Command {
         #[arg(value_enum)]
         service: Service,
     },
+    /// List, show and replay the event bus's dead letters
+    ///
+    /// Through the orchestrator's DeadLetterService (--orchestrator-addr, ORCHESTRATOR_ADDR).
+    /// Exit codes: 1 no such dead letter, 2 usage, 3 the orchestrator is out of reach or
+    /// failed.
+    Dlq(dlq::Options),
     /// Print shell completions
     ///
     /// For example:
@@ -68,6 +77,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Up(options) => up::run(&options),
+        Command::Dlq(options) => dlq::run(&options),
         Command::Serve {
             service: Service::Catalog,
         } => meshmart::runtime::main(catalog::SERVICE, catalog::Config::from_env, catalog::serve),

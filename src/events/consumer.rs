@@ -39,6 +39,17 @@ impl From<prost::DecodeError> for HandlerError {
     }
 }
 
+/// A database error while applying an event: transient, whatever its kind. One that is out
+/// of reach comes back; one that never will (a bug, a schema a release behind) ends in the
+/// dead letters after `max_attempts`, where an operator sees it and can replay the event
+/// after the fix, rather than at once on a guess. So handlers can run `inbox::apply_once`
+/// with this as its error type.
+impl From<sqlx::Error> for HandlerError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Transient(format!("database: {error}"))
+    }
+}
+
 /// The first pause after the broker itself fails (not the handler), doubled on every
 /// failure in a row up to [`MAX_PAUSE`], so a broker that is down is not hammered and one
 /// that is back is used again within seconds.

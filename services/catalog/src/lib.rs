@@ -32,8 +32,6 @@ pub mod fuzzing {
     };
     use tonic::Status;
 
-    use meshmart::page_token;
-
     use crate::{store::ProductChanges, validate};
 
     pub const DEFAULT_PAGE_SIZE: usize = validate::DEFAULT_PAGE_SIZE;
@@ -53,12 +51,12 @@ pub mod fuzzing {
         validate::update(request)
     }
     pub fn encode_page_token(last_product_id: &str) -> String {
-        page_token::encode(last_product_id)
+        meshmart::page_token::encode(last_product_id)
     }
     pub fn decode_page_token(token: &str) -> Option<String> {
-        page_token::decode(token)
+        validate::page_token(token)
     }
-    pub const MAX_PAGE_TOKEN_LEN: usize = page_token::MAX_LEN;
+    pub const MAX_PAGE_TOKEN_LEN: usize = meshmart::page_token::MAX_LEN;
 }
 
 /// The catalog service's name and port.

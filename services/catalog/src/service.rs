@@ -7,7 +7,6 @@ use std::collections::HashMap;
 use meshmart::{
     client::MeshChannel,
     db::timestamp,
-    page_token,
     proto::{
         catalog::{self as pb, catalog_service_server::CatalogService},
         google::r#type::Money,
@@ -129,7 +128,7 @@ impl CatalogService for Catalog {
         let (after, size) = validate::list(request.get_ref())?;
         let (records, more) = self.store.list(after.as_deref(), size).await?;
         let next_page_token = match records.last() {
-            Some(last) if more => page_token::encode(&last.product_id),
+            Some(last) if more => meshmart::page_token::encode(&last.product_id),
             _ => String::new(),
         };
         let products = self.with_stock(records).await?;

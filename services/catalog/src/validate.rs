@@ -1,7 +1,6 @@
 //! Request checks. Each returns every problem at once as INVALID_ARGUMENT.
 
 use meshmart::{
-    page_token,
     proto::{
         catalog::{CreateProductRequest, ListProductsRequest, Product, UpdateProductRequest},
         google::r#type::Money,
@@ -34,6 +33,11 @@ fn parse_name(name: &str) -> Option<&str> {
         .filter(|id| is_resource_id(id))
 }
 
+/// The product id a page token continues after; `None` for a token that is not one of ours.
+pub(crate) fn page_token(token: &str) -> Option<String> {
+    meshmart::page_token::decode(token).filter(|id| is_resource_id(id))
+}
+
 /// The page to read: after which product, and how many.
 pub(crate) fn list(request: &ListProductsRequest) -> Result<(Option<String>, usize), Status> {
     let mut violations = FieldViolations::new();
@@ -41,7 +45,7 @@ pub(crate) fn list(request: &ListProductsRequest) -> Result<(Option<String>, usi
     let after = if request.page_token.is_empty() {
         None
     } else {
-        let after = page_token::decode(&request.page_token);
+        let after = page_token(&request.page_token);
         violations.check(
             after.is_some(),
             "page_token",
