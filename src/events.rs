@@ -40,7 +40,7 @@ mod validate;
 
 pub use bus::{Bus, BusConsumer, connect};
 pub use config::EventsConfig;
-pub use consumer::{HandlerError, Incoming, run_consumer};
+pub use consumer::{EventHandler, HandlerError, Incoming, run_consumer};
 
 /// Message headers: the trace context (`traceparent`, `tracestate`), and whatever else a
 /// producer adds. Names are lowercase.

@@ -124,9 +124,9 @@ impl ServiceHost {
     }
 
     /// Runs the consumer group `config` on `bus` beside the service
-    /// ([`crate::events::run_consumer`]), calling `handler` for every delivery; it takes no
+    /// ([`crate::events::run_consumer`]), handing every delivery to `handler`; it takes no
     /// new event once the drain begins, and finishes the one in hand.
-    pub fn consume_beside<B, H, F>(
+    pub fn consume_beside<B, H>(
         self,
         bus: B,
         config: crate::events::ConsumerConfig,
@@ -134,15 +134,32 @@ impl ServiceHost {
     ) -> Self
     where
         B: crate::events::EventBus,
-        H: Fn(crate::events::Incoming) -> F + Send + Sync + 'static,
-        F: Future<Output = Result<(), crate::events::HandlerError>> + Send + 'static,
+        H: crate::events::EventHandler,
     {
         self.run_beside("event consumer", move |stopping| async move {
             let group = config.name.clone();
-            if let Err(error) = crate::events::run_consumer(bus, config, handler, stopping).await {
+            let handler = &handler;
+            let consumed = crate::events::run_consumer(
+                bus,
+                config,
+                |incoming| handler.handle(incoming),
+                stopping,
+            )
+            .await;
+            if let Err(error) = consumed {
                 tracing::error!(consumer = %group, %error, "the event consumer cannot run");
             }
         })
+    }
+
+    /// Publishes what the service's transactions write into `outbox`, through `bus`,
+    /// beside the service ([`crate::events::outbox::Outbox::relay`]).
+    pub fn relay_beside<B: crate::events::EventBus>(
+        self,
+        outbox: crate::events::outbox::Outbox,
+        bus: B,
+    ) -> Self {
+        self.run_beside("outbox relay", move |stopping| outbox.relay(bus, stopping))
     }
 
     /// Adds a gRPC service; it reports SERVING once the server is listening, and server

@@ -19,6 +19,12 @@ pub struct Incoming {
     pub attempt: u32,
 }
 
+/// What a consumer group does with each event it receives ([`run_consumer`]): every
+/// consuming service implements it once, dispatching on the subject.
+pub trait EventHandler: Send + Sync + 'static {
+    fn handle(&self, incoming: Incoming) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
 /// Why a handler did not finish an event.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HandlerError {

@@ -59,6 +59,25 @@ pub fn outgoing(subject: &str, metadata: &EventMetadata, event: &impl Message) -
     }
 }
 
+/// Runs `handle`, the handling of the event `metadata` belongs to, in the trace context the
+/// event carried and in a span naming its order, its correlation and the event, so that
+/// every log line about the order carries them ([`crate::context::within_event`]).
+pub async fn within<F: Future>(
+    incoming: &Incoming,
+    metadata: &EventMetadata,
+    handle: F,
+) -> F::Output {
+    let span = tracing::info_span!(
+        "event",
+        subject = %incoming.subject,
+        order_id = %metadata.order_id,
+        correlation_id = %metadata.correlation_id,
+        event_id = %metadata.event_id,
+        attempt = incoming.attempt,
+    );
+    crate::context::within_event(&incoming.headers, span, handle).await
+}
+
 /// Decodes an event's payload as `M`. A payload that does not decode never will, so the
 /// error is permanent: the event goes to the dead letters at once.
 pub fn decode<M: Message + Default>(incoming: &Incoming) -> Result<M, HandlerError> {

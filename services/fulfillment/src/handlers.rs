@@ -43,9 +43,9 @@ pub(crate) struct Handlers {
 /// How a shipment ended in one transaction, for the metrics once it has committed.
 type Ended = Option<&'static str>;
 
-impl Handlers {
+impl meshmart::events::EventHandler for Handlers {
     /// Handles one delivery, in the trace context it carried and in a span naming its order.
-    pub(crate) async fn handle(&self, incoming: Incoming) -> Result<(), HandlerError> {
+    async fn handle(&self, incoming: Incoming) -> Result<(), HandlerError> {
         let (cause, work) = match incoming.subject.as_str() {
             subjects::SHIPMENT_REQUESTED => {
                 let event: ShipmentRequested = metadata::decode(&incoming)?;
@@ -68,16 +68,11 @@ impl Handlers {
                 )));
             }
         };
-        let span = tracing::info_span!(
-            "fulfillment",
-            subject = %incoming.subject,
-            order_id = %cause.order_id,
-            correlation_id = %cause.correlation_id,
-            event_id = %cause.event_id,
-        );
-        meshmart::context::within_event(&incoming.headers, span, self.apply(&cause, work)).await
+        metadata::within(&incoming, &cause, self.apply(&cause, work)).await
     }
+}
 
+impl Handlers {
     async fn apply(&self, cause: &EventMetadata, work: Work) -> Result<(), HandlerError> {
         let requested = match &work {
             Work::Requested(event) => Some(validate::shipment(event)?),

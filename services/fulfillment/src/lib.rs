@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use meshmart::{
     config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
-    events::{Bus, ConsumerConfig, EventsConfig, metadata::subjects, outbox::Outbox, run_consumer},
+    events::{ConsumerConfig, EventsConfig, metadata::subjects, outbox::Outbox},
     proto::fulfillment::fulfillment_service_server::FulfillmentServiceServer,
     server::{Listeners, ServiceHost},
 };
@@ -90,29 +90,9 @@ pub async fn serve(
         outbox: outbox.clone(),
         metrics: metrics::Metrics::register(host.registry()),
     };
-    let relay_bus = bus.clone();
     host.add_service(FulfillmentServiceServer::new(Fulfillment::new(store)))
-        .run_beside("outbox relay", move |stopping| {
-            outbox.relay(relay_bus, stopping)
-        })
-        .run_beside("fulfillment consumer", move |stopping| {
-            consume(bus, handlers, stopping)
-        })
+        .relay_beside(outbox, bus.clone())
+        .consume_beside(bus, consumer(), handlers)
         .serve(listeners, shutdown)
         .await
-}
-
-async fn consume(bus: Bus, handlers: Handlers, stopping: meshmart::shutdown::Signal) {
-    let handlers = &handlers;
-    let consumed = run_consumer(
-        bus,
-        consumer(),
-        |incoming| handlers.handle(incoming),
-        stopping,
-    )
-    .await;
-    // The group's configuration is fixed and valid, so this is not expected.
-    if let Err(error) = consumed {
-        tracing::error!(%error, "the fulfillment consumer stopped");
-    }
 }

@@ -130,19 +130,15 @@ pub(crate) struct Handler {
     pub(crate) metrics: Metrics,
 }
 
-impl Handler {
-    pub(crate) async fn handle(&self, incoming: Incoming) -> Result<(), HandlerError> {
+impl meshmart::events::EventHandler for Handler {
+    async fn handle(&self, incoming: Incoming) -> Result<(), HandlerError> {
         let event = event(&incoming)?;
-        let span = tracing::info_span!(
-            "notify",
-            order_id = %event.metadata.order_id,
-            correlation_id = %event.metadata.correlation_id,
-            event_id = %event.metadata.event_id,
-            subject = %incoming.subject,
-        );
-        meshmart::context::within_event(&incoming.headers, span, self.apply(event)).await
+        let cause = event.metadata.clone();
+        meshmart::events::metadata::within(&incoming, &cause, self.apply(event)).await
     }
+}
 
+impl Handler {
     async fn apply(&self, event: Event) -> Result<(), HandlerError> {
         let order_id = event.metadata.order_id.as_str();
         let text = messages::text(event.kind, order_id, &event.detail);

@@ -81,10 +81,7 @@ pub async fn serve(
         metrics: metrics::Metrics::register(host.registry()),
     };
     host.add_service(NotificationServiceServer::new(Notifications::new(store)))
-        .consume_beside(bus, config.consumer, move |incoming| {
-            let handler = handler.clone();
-            async move { handler.handle(incoming).await }
-        })
+        .consume_beside(bus, config.consumer, handler)
         .serve(listeners, shutdown)
         .await
 }

@@ -109,8 +109,8 @@ pub(crate) struct Handler {
     pub(crate) inventory: InventoryServiceClient<MeshChannel>,
 }
 
-impl Handler {
-    pub(crate) async fn handle(&self, incoming: Incoming) -> Result<(), HandlerError> {
+impl meshmart::events::EventHandler for Handler {
+    async fn handle(&self, incoming: Incoming) -> Result<(), HandlerError> {
         let (metadata, event) = event(&incoming)?;
         let metadata = metadata
             .filter(|m| !m.event_id.is_empty() && !m.order_id.is_empty())
@@ -120,17 +120,12 @@ impl Handler {
                     incoming.subject
                 ))
             })?;
-        let span = tracing::info_span!(
-            "saga",
-            order_id = %metadata.order_id,
-            correlation_id = %metadata.correlation_id,
-            event_id = %metadata.event_id,
-            subject = %incoming.subject,
-        );
-        meshmart::context::within_event(&incoming.headers, span, self.apply(&metadata, &event))
+        meshmart::events::metadata::within(&incoming, &metadata, self.apply(&metadata, &event))
             .await
     }
+}
 
+impl Handler {
     async fn apply(&self, metadata: &EventMetadata, event: &Event) -> Result<(), HandlerError> {
         let order_id = metadata.order_id.as_str();
         let before = self

@@ -94,13 +94,8 @@ pub async fn serve(
     let sampled = store.clone();
     host.add_service(OrchestratorServiceServer::new(Orchestrator::new(store)))
         .add_service(DeadLetterServiceServer::new(DeadLetters::new(bus.clone())))
-        .consume_beside(bus, config.consumer, move |incoming| {
-            let handler = handler.clone();
-            async move { handler.handle(incoming).await }
-        })
-        .run_beside("outbox relay", move |stopping| {
-            outbox.relay(relay_bus, stopping)
-        })
+        .consume_beside(bus, config.consumer, handler)
+        .relay_beside(outbox, relay_bus)
         .run_beside("metrics sampler", move |stopping| {
             metrics.sample(sampled, sample_bus, stopping)
         })

@@ -58,16 +58,16 @@ enum Outcome {
     Failed { reason: String },
 }
 
-impl Handlers {
+impl meshmart::events::EventHandler for Handlers {
     /// Handles one delivery, in the trace context it carried and in a span naming its order.
-    pub(crate) async fn handle(&self, incoming: Incoming) -> Result<(), HandlerError> {
+    async fn handle(&self, incoming: Incoming) -> Result<(), HandlerError> {
         match incoming.subject.as_str() {
             subjects::PAYMENT_REQUESTED => {
                 let event: PaymentRequested = metadata::decode(&incoming)?;
                 let cause = validate::metadata(event.metadata.as_ref())?.clone();
-                meshmart::context::within_event(
-                    &incoming.headers,
-                    span("charge", &cause),
+                metadata::within(
+                    &incoming,
+                    &cause,
                     self.charge(&cause, incoming.attempt, event),
                 )
                 .await
@@ -75,19 +75,16 @@ impl Handlers {
             subjects::REFUND_REQUESTED => {
                 let event: RefundRequested = metadata::decode(&incoming)?;
                 let cause = validate::metadata(event.metadata.as_ref())?.clone();
-                meshmart::context::within_event(
-                    &incoming.headers,
-                    span("refund", &cause),
-                    self.refund(&cause, event),
-                )
-                .await
+                metadata::within(&incoming, &cause, self.refund(&cause, event)).await
             }
             other => Err(HandlerError::Permanent(format!(
                 "payments does not handle {other}"
             ))),
         }
     }
+}
 
+impl Handlers {
     fn db(&self) -> &Pools {
         self.store.pools()
     }
@@ -352,16 +349,6 @@ fn refundable(cause: &EventMetadata, charge: &ChargeRecord) -> Result<(), Handle
         )));
     }
     Ok(())
-}
-
-fn span(action: &'static str, cause: &EventMetadata) -> tracing::Span {
-    tracing::info_span!(
-        "payment",
-        action,
-        order_id = %cause.order_id,
-        correlation_id = %cause.correlation_id,
-        event_id = %cause.event_id,
-    )
 }
 
 /// A store failure as the handler reports it: a database that is busy or out of reach may

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use meshmart::{
     config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
-    events::{Bus, ConsumerConfig, EventsConfig, metadata::subjects, outbox::Outbox, run_consumer},
+    events::{ConsumerConfig, EventsConfig, metadata::subjects, outbox::Outbox},
     proto::payments::payment_service_server::PaymentServiceServer,
     server::{Listeners, ServiceHost},
 };
@@ -139,34 +139,9 @@ pub async fn serve(
         metrics: metrics::Metrics::register(host.registry()),
         max_attempts: config.max_attempts,
     };
-    let relay_bus = bus.clone();
     host.add_service(PaymentServiceServer::new(Payments::new(store)))
-        .run_beside("outbox relay", move |stopping| {
-            outbox.relay(relay_bus, stopping)
-        })
-        .run_beside("payments consumer", move |stopping| {
-            consume(bus, consumer, handlers, stopping)
-        })
+        .relay_beside(outbox, bus.clone())
+        .consume_beside(bus, consumer, handlers)
         .serve(listeners, shutdown)
         .await
-}
-
-async fn consume(
-    bus: Bus,
-    consumer: ConsumerConfig,
-    handlers: Handlers,
-    stopping: meshmart::shutdown::Signal,
-) {
-    let handlers = &handlers;
-    let consumed = run_consumer(
-        bus,
-        consumer,
-        |incoming| handlers.handle(incoming),
-        stopping,
-    )
-    .await;
-    // The configuration was checked before serving, so this is not expected.
-    if let Err(error) = consumed {
-        tracing::error!(%error, "the payments consumer stopped");
-    }
 }
