@@ -15,6 +15,7 @@ pub mod events;
 pub mod fault;
 pub mod health;
 pub mod metrics;
+pub mod page_token;
 pub mod probe;
 pub mod proto;
 pub mod runtime;

@@ -5,7 +5,6 @@
 
 mod error;
 mod metrics;
-mod page_token;
 mod service;
 pub mod store;
 mod validate;
@@ -33,7 +32,7 @@ pub mod fuzzing {
     };
     use tonic::Status;
 
-    use crate::{page_token, store::ProductChanges, validate};
+    use crate::{store::ProductChanges, validate, validate::PAGE_TOKENS};
 
     pub const DEFAULT_PAGE_SIZE: usize = validate::DEFAULT_PAGE_SIZE;
     pub const MAX_PAGE_SIZE: usize = validate::MAX_PAGE_SIZE;
@@ -52,12 +51,12 @@ pub mod fuzzing {
         validate::update(request)
     }
     pub fn encode_page_token(last_product_id: &str) -> String {
-        page_token::encode(last_product_id)
+        PAGE_TOKENS.encode(last_product_id)
     }
     pub fn decode_page_token(token: &str) -> Option<String> {
-        page_token::decode(token)
+        PAGE_TOKENS.decode(token)
     }
-    pub const MAX_PAGE_TOKEN_LEN: usize = page_token::MAX_LEN;
+    pub const MAX_PAGE_TOKEN_LEN: usize = PAGE_TOKENS.max_len();
 }
 
 /// The catalog service's name and port.

@@ -1,6 +1,7 @@
 //! Request checks. Each returns every problem at once as INVALID_ARGUMENT.
 
 use meshmart::{
+    page_token::PageTokens,
     proto::{
         catalog::{CreateProductRequest, ListProductsRequest, Product, UpdateProductRequest},
         google::r#type::Money,
@@ -9,10 +10,10 @@ use meshmart::{
 };
 use tonic::Status;
 
-use crate::{
-    page_token,
-    store::{Price, ProductChanges},
-};
+use crate::store::{Price, ProductChanges};
+
+/// ListProducts' page tokens: the cursor is the last product id of the page.
+pub(crate) const PAGE_TOKENS: PageTokens = PageTokens::new(63, is_resource_id);
 
 pub(crate) const DEFAULT_PAGE_SIZE: usize = 20;
 pub(crate) const MAX_PAGE_SIZE: usize = 100;
@@ -43,7 +44,7 @@ pub(crate) fn list(request: &ListProductsRequest) -> Result<(Option<String>, usi
     let after = if request.page_token.is_empty() {
         None
     } else {
-        let after = page_token::decode(&request.page_token);
+        let after = PAGE_TOKENS.decode(&request.page_token);
         violations.check(
             after.is_some(),
             "page_token",

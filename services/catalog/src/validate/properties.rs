@@ -18,7 +18,6 @@ use prost_types::{FieldMask, Timestamp};
 use tonic::Status;
 
 use super::*;
-use crate::page_token;
 
 /// Any text a client could send, weighted towards what the checks look at: any
 /// characters; almost-ids; one character many times over, past every limit; blanks.
@@ -120,7 +119,7 @@ fn mask() -> impl Strategy<Value = Option<FieldMask>> {
 fn page_token() -> impl Strategy<Value = String> {
     prop_oneof![
         Just(String::new()),
-        id().prop_map(|id| page_token::encode(&id)),
+        id().prop_map(|id| PAGE_TOKENS.encode(&id)),
         text(),
     ]
 }
@@ -151,7 +150,7 @@ proptest! {
     ) {
         let request = ListProductsRequest { page_size, page_token };
         let token_ok = request.page_token.is_empty()
-            || page_token::decode(&request.page_token).is_some();
+            || PAGE_TOKENS.decode(&request.page_token).is_some();
         match list(&request) {
             Ok((after, size)) => {
                 prop_assert!(page_size >= 0 && token_ok);
@@ -233,7 +232,7 @@ fn page_sizes_follow_aip_158() {
 fn an_over_long_page_token_is_refused() {
     let status = list(&ListProductsRequest {
         page_size: 0,
-        page_token: "A".repeat(page_token::MAX_LEN + 1),
+        page_token: "A".repeat(PAGE_TOKENS.max_len() + 1),
     })
     .unwrap_err();
     assert_eq!(
