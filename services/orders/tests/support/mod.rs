@@ -205,6 +205,31 @@ impl Shop {
     }
 }
 
+impl Shop {
+    /// The orders service's metrics, as Prometheus scrapes them.
+    pub async fn metrics(&self) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let addr = self.orders.as_ref().unwrap().metrics_addr;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.0\r\nHost: orders\r\n\r\n")
+            .await
+            .unwrap();
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.unwrap();
+        body
+    }
+
+    /// Waits until the consumer has counted `count` events with `outcome`.
+    pub async fn events_counted(&self, outcome: &str, count: u64) {
+        let line = format!("orders_events_total{{outcome=\"{outcome}\"}} {count}");
+        eventually(&line, || async {
+            self.metrics().await.lines().any(|l| l == line)
+        })
+        .await;
+    }
+}
+
 /// A call as `customer` makes it.
 pub fn as_customer<T>(customer: &str, message: T) -> Request<T> {
     let mut request = Request::new(message);
