@@ -34,7 +34,7 @@ use crate::{
     downstream::Downstream,
     metrics::Metrics,
     order_events, order_id, render,
-    store::{Cursor, Line, NewOrder, OrderRecord, Placed, State, Store, Transition},
+    store::{Cursor, Earlier, Line, NewOrder, OrderRecord, Placed, State, Store, Transition},
     validate::{self, NewOrderRequest},
     watch::{self, Changes, WatchStream},
 };
@@ -143,9 +143,7 @@ impl Orders {
                 self.metrics.transition(State::Pending);
                 Ok(reply)
             }
-            earlier @ Placed::Earlier { .. } => {
-                self.replay(&request.request_id, &fingerprint, earlier)
-            }
+            Placed::Earlier(earlier) => self.replay(&request.request_id, &fingerprint, earlier),
         }
     }
 
@@ -155,20 +153,13 @@ impl Orders {
         &self,
         request_id: &str,
         fingerprint: &str,
-        earlier: Placed,
+        earlier: Earlier,
     ) -> Result<pb::CreateOrderResponse> {
-        let Placed::Earlier {
-            fingerprint: stored,
-            reply,
-        } = earlier
-        else {
-            return Err(Error::UnreadableReply(request_id.to_owned()));
-        };
-        if stored != fingerprint {
+        if earlier.fingerprint != fingerprint {
             return Err(Failure::key_reused("request_id", request_id).into());
         }
         self.metrics.placement("replayed");
-        pb::CreateOrderResponse::decode(reply.as_slice())
+        pb::CreateOrderResponse::decode(earlier.reply.as_slice())
             .map_err(|_| Error::UnreadableReply(request_id.to_owned()))
     }
 }

@@ -17,7 +17,7 @@ use meshmart::{
     proto::{google::r#type::Money, orders::ShippingAddress},
 };
 
-pub use orders::Placed;
+pub use orders::{Earlier, Placed};
 pub use transitions::{Advance, advance};
 
 /// Where an order stands.

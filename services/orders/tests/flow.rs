@@ -360,6 +360,9 @@ async fn watches_end_with_unavailable_when_the_service_drains_and_hold_nothing_u
 async fn a_watch_hears_of_transitions_another_replica_made() {
     for backend in meshmart::testing::backends() {
         let mut shop = support::start(backend, &Broker::Embedded, &name("replicas", backend)).await;
+        // Placed first, so the first replica has migrated the database before the second
+        // starts (sqlx's migrator takes no lock on SQLite; one process per file is the rule).
+        let (customer, order_id) = place(&shop, "two-replicas").await;
         // A second replica on the same database, whose consumer reads a bus of its own
         // that nothing is published on: it hears of the flow only through the database.
         let mut deaf = shop.config.clone();
@@ -379,7 +382,6 @@ async fn a_watch_hears_of_transitions_another_replica_made() {
             )
             .await
             .unwrap();
-        let (customer, order_id) = place(&shop, "two-replicas").await;
         let mut watch = replica_client
             .watch_order(as_customer(
                 &customer,

@@ -38,20 +38,27 @@ type Row = (
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placed {
     Now,
-    Earlier { fingerprint: String, reply: Vec<u8> },
+    Earlier(Earlier),
+}
+
+/// An order placed by an earlier call: its request's fingerprint and the reply it got.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Earlier {
+    pub fingerprint: String,
+    pub reply: Vec<u8>,
 }
 
 impl Store {
     /// What an earlier CreateOrder under this order id stored: its request's fingerprint
     /// and its reply.
-    pub async fn placed_earlier(&self, order_id: &str) -> Result<Option<Placed>> {
+    pub async fn placed_earlier(&self, order_id: &str) -> Result<Option<Earlier>> {
         let row: Option<(String, Vec<u8>)> = sqlx::query_as(
             "SELECT request_fingerprint, create_reply FROM orders WHERE order_id = $1",
         )
         .bind(order_id)
         .fetch_optional(self.db.read())
         .await?;
-        Ok(row.map(|(fingerprint, reply)| Placed::Earlier { fingerprint, reply }))
+        Ok(row.map(|(fingerprint, reply)| Earlier { fingerprint, reply }))
     }
 
     /// Stores `order` PENDING with its first history entry, the reply the call answers, and
@@ -97,9 +104,9 @@ impl Store {
         .rows_affected();
         if inserted == 0 {
             tx.rollback().await?;
-            return self
-                .placed_earlier(&record.order_id)
-                .await?
+            let earlier = self.placed_earlier(&record.order_id).await?;
+            return earlier
+                .map(Placed::Earlier)
                 .ok_or_else(|| Error::NotFound(record.order_id.clone()));
         }
         if !stock_held {
