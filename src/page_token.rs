@@ -8,7 +8,14 @@
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 
+use crate::validation::FieldViolations;
+
 const PREFIX: &str = "v1:after:";
+
+/// The page size of a list request that asks for none (AIP-158: `page_size` 0).
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+/// The largest page; a larger `page_size` is treated as this.
+pub const MAX_PAGE_SIZE: usize = 100;
 
 /// The page tokens of one list method.
 #[derive(Debug, Clone, Copy)]
@@ -29,6 +36,37 @@ impl PageTokens {
     /// The longest token [`PageTokens::encode`] makes for a valid cursor.
     pub const fn max_len(&self) -> usize {
         (PREFIX.len() + self.max_cursor_len).div_ceil(3) * 4
+    }
+
+    /// The page a list request asks for, by AIP-158: the cursor its `page_token` continues
+    /// after (`None` for the first page), and its size (0 is [`DEFAULT_PAGE_SIZE`], more
+    /// than [`MAX_PAGE_SIZE`] is that). A negative size, and a token this method did not make
+    /// (`method`, for example `ListProducts`, names it to the caller), are added to
+    /// `violations` as `page_size` and `page_token`.
+    pub fn page(
+        &self,
+        page_size: i32,
+        page_token: &str,
+        method: &str,
+        violations: &mut FieldViolations,
+    ) -> (Option<String>, usize) {
+        violations.check(page_size >= 0, "page_size", "must not be negative");
+        let after = if page_token.is_empty() {
+            None
+        } else {
+            let after = self.decode(page_token);
+            violations.check(
+                after.is_some(),
+                "page_token",
+                &format!("is not a token from an earlier {method} call"),
+            );
+            after
+        };
+        let size = match usize::try_from(page_size).unwrap_or_default() {
+            0 => DEFAULT_PAGE_SIZE,
+            size => size.min(MAX_PAGE_SIZE),
+        };
+        (after, size)
     }
 
     /// The token for the page after the one ending at `cursor`.
@@ -91,6 +129,34 @@ mod tests {
         // A valid base64 text of a token with a longer id is refused by its length alone.
         assert_eq!(IDS.decode(&IDS.encode(&"a".repeat(64))), None);
         assert_eq!(IDS.decode(&"A".repeat(4 << 20)), None);
+    }
+
+    #[test]
+    fn page_sizes_and_tokens_follow_aip_158() {
+        let page = |size, token: &str| {
+            let mut violations = FieldViolations::new();
+            let page = IDS.page(size, token, "ListThings", &mut violations);
+            (page, violations.into_result().err())
+        };
+        let (first, refused) = page(0, "");
+        assert_eq!(first, (None, DEFAULT_PAGE_SIZE));
+        assert!(refused.is_none());
+        assert_eq!(page(7, "").0, (None, 7));
+        assert_eq!(page(i32::MAX, "").0, (None, MAX_PAGE_SIZE));
+        let token = IDS.encode("cup");
+        assert_eq!(page(1, &token).0, (Some("cup".to_owned()), 1));
+        let (_, refused) = page(-1, "forged");
+        let violations = crate::validation::field_violations(&refused.unwrap());
+        assert_eq!(
+            violations,
+            [
+                ("page_size".to_owned(), "must not be negative".to_owned()),
+                (
+                    "page_token".to_owned(),
+                    "is not a token from an earlier ListThings call".to_owned()
+                ),
+            ]
+        );
     }
 
     #[test]

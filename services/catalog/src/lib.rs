@@ -34,8 +34,8 @@ pub mod fuzzing {
 
     use crate::{store::ProductChanges, validate, validate::PAGE_TOKENS};
 
-    pub const DEFAULT_PAGE_SIZE: usize = validate::DEFAULT_PAGE_SIZE;
-    pub const MAX_PAGE_SIZE: usize = validate::MAX_PAGE_SIZE;
+    pub const DEFAULT_PAGE_SIZE: usize = meshmart::page_token::DEFAULT_PAGE_SIZE;
+    pub const MAX_PAGE_SIZE: usize = meshmart::page_token::MAX_PAGE_SIZE;
     pub const MAX_MASK_PATHS: usize = validate::MAX_MASK_PATHS;
 
     pub fn product_name(name: &str) -> Result<String, Status> {

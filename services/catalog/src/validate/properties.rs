@@ -4,6 +4,7 @@
 //! field; none panics.
 
 use meshmart::{
+    page_token::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE},
     proto::{
         catalog::{
             CreateProductRequest, GetProductRequest, ListProductsRequest, Product,
