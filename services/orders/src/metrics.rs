@@ -81,15 +81,10 @@ impl Metrics {
         self,
         outbox: Outbox,
         every: Duration,
-        mut stopping: meshmart::shutdown::Signal,
+        stopping: meshmart::shutdown::Signal,
     ) {
-        let mut ticks = tokio::time::interval(every);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = &mut stopping => return,
-                _ = ticks.tick() => {}
-            }
+        let mut samples = meshmart::shutdown::Periodic::new(every, stopping);
+        while samples.next().await {
             match outbox.lag_ms().await {
                 Ok(lag) => {
                     self.outbox_lag_ms.set(lag);

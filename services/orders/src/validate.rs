@@ -12,8 +12,6 @@ use tonic::Status;
 
 use crate::store::Cursor;
 
-pub(crate) const DEFAULT_PAGE_SIZE: usize = 20;
-pub(crate) const MAX_PAGE_SIZE: usize = 100;
 pub(crate) const MAX_LINES: usize = 20;
 pub(crate) const MAX_QUANTITY: i64 = 100;
 pub(crate) const MAX_REQUEST_ID: usize = 100;
@@ -65,26 +63,15 @@ pub(crate) fn order_name(field: &str, name: &str) -> Result<String, Status> {
 /// The page to read: after which order, and how many.
 pub(crate) fn list(request: &ListOrdersRequest) -> Result<(Option<Cursor>, usize), Status> {
     let mut violations = FieldViolations::new();
-    violations.check(request.page_size >= 0, "page_size", "must not be negative");
-    let after = if request.page_token.is_empty() {
-        None
-    } else {
-        let after = PAGE_TOKENS
-            .decode(&request.page_token)
-            .and_then(|cursor| parse_cursor(&cursor));
-        violations.check(
-            after.is_some(),
-            "page_token",
-            "is not a token from an earlier ListOrders call",
-        );
-        after
-    };
+    let (after, size) = PAGE_TOKENS.page(
+        request.page_size,
+        &request.page_token,
+        "ListOrders",
+        &mut violations,
+    );
     violations.into_result()?;
-    let size = match usize::try_from(request.page_size).unwrap_or_default() {
-        0 => DEFAULT_PAGE_SIZE,
-        size => size.min(MAX_PAGE_SIZE),
-    };
-    Ok((after, size))
+    // A token decodes only to a cursor `is_cursor` accepts, which parses.
+    Ok((after.as_deref().and_then(parse_cursor), size))
 }
 
 /// Checks a CreateOrder request; the lines' `unit_price` is ignored, as documented.

@@ -4,6 +4,7 @@
 //! BadRequest that names a field, and never quotes the request back; none panics.
 
 use meshmart::{
+    page_token::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE},
     proto::{
         google::r#type::Money,
         orders::{CreateOrderRequest, ListOrdersRequest, OrderLine, ShippingAddress},
