@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 mod consumer;
+mod consumer_settings;
 mod downstream;
 mod error;
 mod metrics;
@@ -25,7 +26,7 @@ use std::time::Duration;
 
 use meshmart::{
     config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
-    events::{ConsumerConfig, EventsConfig, metadata::subjects, outbox::Outbox},
+    events::{EventsConfig, metadata::subjects, outbox::Outbox},
     proto::{
         catalog::catalog_service_client::CatalogServiceClient,
         inventory::inventory_service_client::InventoryServiceClient,
@@ -34,6 +35,7 @@ use meshmart::{
     server::{Listeners, ServiceHost},
 };
 
+pub use consumer_settings::ConsumerSettings;
 pub use error::{Error, Result};
 pub use order_id::order_id;
 pub use service::Orders;
@@ -67,88 +69,6 @@ pub struct Config {
     /// Where the inventory service is: `INVENTORY_ADDR`.
     pub inventory_addr: String,
     pub consumer: ConsumerSettings,
-}
-
-/// How the consumer group takes the flow's events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConsumerSettings {
-    /// The durable group's name: the service's, `orders`. Not configurable from the
-    /// environment; tests on one shared JetStream give each case a group of its own.
-    pub group: String,
-    /// `CONSUMER_ACK_WAIT_SECS` (30): how long a delivery may go unanswered before it is
-    /// delivered again. A handler is one short transaction, so this only matters after a
-    /// crash.
-    pub ack_wait: Duration,
-    /// `CONSUMER_MAX_ATTEMPTS` (10): attempts before an event that keeps failing (the
-    /// database out of reach) is dead-lettered.
-    pub max_attempts: u32,
-    /// `CONSUMER_BACKOFF_MS` (`1000,2000,5000,10000,30000`): the pause before each further
-    /// attempt, the last one repeating; with the defaults an event is tried for about three
-    /// minutes, enough for a database failover, before it waits for an operator.
-    pub backoff: Vec<Duration>,
-}
-
-impl ConsumerSettings {
-    pub const DEFAULT_ACK_WAIT: Duration = Duration::from_secs(30);
-    pub const DEFAULT_MAX_ATTEMPTS: u32 = 10;
-    pub const DEFAULT_BACKOFF_MS: [u64; 5] = [1000, 2000, 5000, 10_000, 30_000];
-
-    pub fn from_env(env: &Env) -> Result<Self, ConfigError> {
-        let ack_wait =
-            env.seconds_or("CONSUMER_ACK_WAIT_SECS", Self::DEFAULT_ACK_WAIT.as_secs())?;
-        let max_attempts = env.parse_or(
-            "CONSUMER_MAX_ATTEMPTS",
-            Self::DEFAULT_MAX_ATTEMPTS,
-            "a whole number of attempts, 1 or more",
-        )?;
-        let backoff = match env.get("CONSUMER_BACKOFF_MS") {
-            None => Self::DEFAULT_BACKOFF_MS.map(Duration::from_millis).to_vec(),
-            Some(list) => list
-                .split(',')
-                .map(|ms| ms.trim().parse().map(Duration::from_millis))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|_| ConfigError {
-                    variable: "CONSUMER_BACKOFF_MS",
-                    value: list.to_owned(),
-                    expected: "comma-separated whole numbers of milliseconds".to_owned(),
-                })?,
-        };
-        let invalid = |variable, value: String, expected: &str| ConfigError {
-            variable,
-            value,
-            expected: expected.to_owned(),
-        };
-        if ack_wait.is_zero() {
-            return Err(invalid(
-                "CONSUMER_ACK_WAIT_SECS",
-                "0".to_owned(),
-                "a whole number of seconds, 1 or more",
-            ));
-        }
-        if max_attempts == 0 {
-            return Err(invalid(
-                "CONSUMER_MAX_ATTEMPTS",
-                "0".to_owned(),
-                "a whole number of attempts, 1 or more",
-            ));
-        }
-        Ok(Self {
-            group: SERVICE.name.to_owned(),
-            ack_wait,
-            max_attempts,
-            backoff,
-        })
-    }
-
-    fn consumer_config(&self) -> ConsumerConfig {
-        ConsumerConfig {
-            name: self.group.clone(),
-            subjects: SUBJECTS.map(str::to_owned).to_vec(),
-            ack_wait: self.ack_wait,
-            max_attempts: self.max_attempts,
-            backoff: self.backoff.clone(),
-        }
-    }
 }
 
 impl Config {

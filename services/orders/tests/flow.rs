@@ -193,6 +193,18 @@ async fn the_flow_moves_the_order_and_a_watch_sees_each_transition_until_complet
         .await;
         shop.events_counted("unchanged", 2).await;
         assert_eq!(get(&shop, &customer, &order_id).await, order);
+
+        let metrics = shop.metrics().await;
+        for line in [
+            "orders_placements_total{outcome=\"placed\"} 1",
+            "orders_transitions_total{state=\"PENDING\"} 1",
+            "orders_transitions_total{state=\"PAID\"} 1",
+            "orders_transitions_total{state=\"COMPLETED\"} 1",
+            "orders_events_total{outcome=\"transition\"} 3",
+        ] {
+            assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+        }
+        assert!(metrics.contains("orders_outbox_lag_ms "), "{metrics}");
         shop.stop().await;
     }
 }
