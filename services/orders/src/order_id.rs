@@ -106,5 +106,10 @@ mod tests {
         let mut moved = request(&[("a", 1), ("b", 2)], "tok");
         moved.address.address_lines.push("Floor 2".to_owned());
         assert_ne!(base, fingerprint(&moved));
+        let shown = format!("{moved:?}");
+        assert!(
+            !shown.contains("tok") && !shown.contains("Berlin"),
+            "{shown}"
+        );
     }
 }

@@ -86,8 +86,8 @@ pub struct Transition {
     pub reason: String,
 }
 
-/// An order as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An order as stored. Its `Debug` leaves out the address, so no log line can carry it.
+#[derive(Clone, PartialEq, Eq)]
 pub struct OrderRecord {
     pub order_id: String,
     pub customer_id: String,
@@ -108,6 +108,22 @@ pub struct OrderRecord {
 pub struct Cursor {
     pub create_time_ms: i64,
     pub order_id: String,
+}
+
+impl std::fmt::Debug for OrderRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderRecord")
+            .field("order_id", &self.order_id)
+            .field("customer_id", &self.customer_id)
+            .field("lines", &self.lines)
+            .field("total", &self.total)
+            .field("state", &self.state)
+            .field("failure_reason", &self.failure_reason)
+            .field("history", &self.history)
+            .field("create_time_ms", &self.create_time_ms)
+            .field("update_time_ms", &self.update_time_ms)
+            .finish_non_exhaustive()
+    }
 }
 
 /// An order about to be placed: PENDING, with what keys it.

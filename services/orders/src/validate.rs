@@ -41,14 +41,24 @@ fn is_cursor(cursor: &str) -> bool {
     parse_cursor(cursor).is_some()
 }
 
-/// A CreateOrder request that passed every check.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A CreateOrder request that passed every check. Its `Debug` leaves out the payment
+/// token and the address, so no log line can carry them.
+#[derive(Clone, PartialEq, Eq)]
 pub(crate) struct NewOrderRequest {
     pub(crate) request_id: String,
     /// `(product_id, quantity)`, in the order of the request, each product once.
     pub(crate) lines: Vec<(String, i64)>,
     pub(crate) payment_token: String,
     pub(crate) address: ShippingAddress,
+}
+
+impl std::fmt::Debug for NewOrderRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewOrderRequest")
+            .field("request_id", &self.request_id)
+            .field("lines", &self.lines)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The id in an `orders/{order_id}` name. Any resource id is accepted: one that names no
