@@ -4,7 +4,7 @@
 //! future is first polled: a service reports SERVING before its serve loop polls the future,
 //! and a SIGTERM that arrived in between would otherwise kill it with the default action.
 
-use std::pin::Pin;
+use std::{pin::Pin, time::Duration};
 
 /// A future that completes when the service should stop.
 pub type Signal = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -19,6 +19,60 @@ pub fn signal() -> Signal {
 /// supervisor that has waited long enough) does not want the drain to finish.
 pub fn service_signal() -> Signal {
     Box::pin(wait_for_signal(Handlers::install(), true))
+}
+
+/// The rhythm of periodic work a service does beside its calls (`ServiceHost::run_beside`),
+/// such as a sweep or a sampled gauge, until the drain begins:
+///
+/// ```ignore
+/// let mut runs = Periodic::new(interval, stopping);
+/// while runs.next().await {
+///     sweep().await;
+/// }
+/// ```
+///
+/// The first run is at once. A run in progress when `stopping` completes is finished (the
+/// loop ends at the next [`Periodic::next`]); a run that takes longer than the period delays
+/// the next one rather than bunching them up.
+pub struct Periodic {
+    ticks: tokio::time::Interval,
+    stopping: Signal,
+    stopped: bool,
+}
+
+impl std::fmt::Debug for Periodic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Periodic")
+            .field("period", &self.ticks.period())
+            .field("stopped", &self.stopped)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Periodic {
+    pub fn new(period: Duration, stopping: Signal) -> Self {
+        let mut ticks = tokio::time::interval(period);
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        Self {
+            ticks,
+            stopping,
+            stopped: false,
+        }
+    }
+
+    /// Waits for the next run: `true` when it is due, `false` once `stopping` completed.
+    pub async fn next(&mut self) -> bool {
+        if self.stopped {
+            return false;
+        }
+        tokio::select! {
+            () = &mut self.stopping => {
+                self.stopped = true;
+                false
+            }
+            _ = self.ticks.tick() => true,
+        }
+    }
 }
 
 #[cfg(unix)]

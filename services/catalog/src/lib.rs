@@ -32,10 +32,10 @@ pub mod fuzzing {
     };
     use tonic::Status;
 
-    use crate::{store::ProductChanges, validate};
+    use crate::{store::ProductChanges, validate, validate::PAGE_TOKENS};
 
-    pub const DEFAULT_PAGE_SIZE: usize = validate::DEFAULT_PAGE_SIZE;
-    pub const MAX_PAGE_SIZE: usize = validate::MAX_PAGE_SIZE;
+    pub const DEFAULT_PAGE_SIZE: usize = meshmart::page_token::DEFAULT_PAGE_SIZE;
+    pub const MAX_PAGE_SIZE: usize = meshmart::page_token::MAX_PAGE_SIZE;
     pub const MAX_MASK_PATHS: usize = validate::MAX_MASK_PATHS;
 
     pub fn product_name(name: &str) -> Result<String, Status> {
@@ -51,12 +51,12 @@ pub mod fuzzing {
         validate::update(request)
     }
     pub fn encode_page_token(last_product_id: &str) -> String {
-        meshmart::page_token::encode(last_product_id)
+        PAGE_TOKENS.encode(last_product_id)
     }
     pub fn decode_page_token(token: &str) -> Option<String> {
-        validate::page_token(token)
+        PAGE_TOKENS.decode(token)
     }
-    pub const MAX_PAGE_TOKEN_LEN: usize = meshmart::page_token::MAX_LEN;
+    pub const MAX_PAGE_TOKEN_LEN: usize = PAGE_TOKENS.max_len();
 }
 
 /// The catalog service's name and port.

@@ -19,7 +19,7 @@ use crate::{
     Error, Result,
     metrics::Metrics,
     store::{Created, ProductRecord, Store},
-    validate,
+    validate::{self, PAGE_TOKENS},
 };
 
 /// The catalog service.
@@ -128,7 +128,7 @@ impl CatalogService for Catalog {
         let (after, size) = validate::list(request.get_ref())?;
         let (records, more) = self.store.list(after.as_deref(), size).await?;
         let next_page_token = match records.last() {
-            Some(last) if more => meshmart::page_token::encode(&last.product_id),
+            Some(last) if more => PAGE_TOKENS.encode(&last.product_id),
             _ => String::new(),
         };
         let products = self.with_stock(records).await?;

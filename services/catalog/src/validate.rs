@@ -1,6 +1,7 @@
 //! Request checks. Each returns every problem at once as INVALID_ARGUMENT.
 
 use meshmart::{
+    page_token::PageTokens,
     proto::{
         catalog::{CreateProductRequest, ListProductsRequest, Product, UpdateProductRequest},
         google::r#type::Money,
@@ -11,8 +12,9 @@ use tonic::Status;
 
 use crate::store::{Price, ProductChanges};
 
-pub(crate) const DEFAULT_PAGE_SIZE: usize = 20;
-pub(crate) const MAX_PAGE_SIZE: usize = 100;
+/// ListProducts' page tokens: the cursor is the last product id of the page.
+pub(crate) const PAGE_TOKENS: PageTokens = PageTokens::new(63, is_resource_id);
+
 const MAX_DISPLAY_NAME: usize = 200;
 const MAX_DESCRIPTION: usize = 2000;
 /// Most paths an update mask may name. Product has three mutable fields; room is left for
@@ -33,32 +35,17 @@ fn parse_name(name: &str) -> Option<&str> {
         .filter(|id| is_resource_id(id))
 }
 
-/// The product id a page token continues after; `None` for a token that is not one of ours.
-pub(crate) fn page_token(token: &str) -> Option<String> {
-    meshmart::page_token::decode(token).filter(|id| is_resource_id(id))
-}
-
 /// The page to read: after which product, and how many.
 pub(crate) fn list(request: &ListProductsRequest) -> Result<(Option<String>, usize), Status> {
     let mut violations = FieldViolations::new();
-    violations.check(request.page_size >= 0, "page_size", "must not be negative");
-    let after = if request.page_token.is_empty() {
-        None
-    } else {
-        let after = page_token(&request.page_token);
-        violations.check(
-            after.is_some(),
-            "page_token",
-            "is not a token from an earlier ListProducts call",
-        );
-        after
-    };
+    let page = PAGE_TOKENS.page(
+        request.page_size,
+        &request.page_token,
+        "ListProducts",
+        &mut violations,
+    );
     violations.into_result()?;
-    let size = match usize::try_from(request.page_size).unwrap_or_default() {
-        0 => DEFAULT_PAGE_SIZE,
-        size => size.min(MAX_PAGE_SIZE),
-    };
-    Ok((after, size))
+    Ok(page)
 }
 
 /// The fields of a new product, checked.

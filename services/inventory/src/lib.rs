@@ -132,15 +132,10 @@ async fn sweep(
     store: Store,
     metrics: metrics::Metrics,
     interval: Duration,
-    mut stopping: meshmart::shutdown::Signal,
+    stopping: meshmart::shutdown::Signal,
 ) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = &mut stopping => return,
-            _ = ticks.tick() => {}
-        }
+    let mut sweeps = meshmart::shutdown::Periodic::new(interval, stopping);
+    while sweeps.next().await {
         match store.expire_reservations().await {
             Ok(0) => {}
             Ok(expired) => {

@@ -1,0 +1,5 @@
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    meshmart::runtime::main(orders::SERVICE, orders::Config::from_env, orders::serve)
+}
