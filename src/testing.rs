@@ -208,3 +208,19 @@ pub fn served_services(own: &[&str]) -> std::collections::BTreeSet<String> {
         .map(|name| (*name).to_owned())
         .collect()
 }
+
+/// The shop's subjects and consumer groups are fixed, so the services of two tests on one
+/// JetStream server would share streams and groups and take each other's events: such
+/// tests take turns, each on fresh streams. Hold the guard for as long as the test runs.
+pub async fn jetstream_turn(url: &str) -> tokio::sync::MutexGuard<'static, ()> {
+    static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let turn = TURN.lock().await;
+    let client = async_nats::connect(url).await.expect("connect to nats");
+    let jetstream = async_nats::jetstream::new(client);
+    let options = crate::events::jetstream::JetStreamOptions::default();
+    for stream in [options.stream, options.dead_letter_stream] {
+        // Absent on the first test: nothing to delete then.
+        let _ = jetstream.delete_stream(stream).await;
+    }
+    turn
+}
