@@ -19,18 +19,15 @@
 //! Database failures are transient: redelivered after the group's backoff.
 
 use meshmart::{
-    context::within_event,
     db::now_millis,
     events::{
-        Bus, ConsumerConfig, HandlerError, Incoming, inbox,
+        HandlerError, Incoming, inbox,
         metadata::{decode, subjects},
         outbox::Outbox,
-        run_consumer,
     },
     proto::events::{
         EventMetadata, OrderCompleted, OrderFailed, PaymentSucceeded, ShipmentCreated,
     },
-    shutdown::Signal,
 };
 
 use crate::{
@@ -57,6 +54,14 @@ struct Reported {
     reason: String,
 }
 
+impl meshmart::events::EventHandler for Handler {
+    async fn handle(&self, incoming: Incoming) -> Result<(), HandlerError> {
+        let reported = reported(&incoming)?;
+        let metadata = reported.metadata.clone();
+        meshmart::events::metadata::within(&incoming, &metadata, self.apply(reported)).await
+    }
+}
+
 impl Handler {
     pub(crate) fn new(
         store: Store,
@@ -72,18 +77,6 @@ impl Handler {
             metrics,
             group,
         }
-    }
-
-    async fn handle(&self, incoming: Incoming) -> Result<(), HandlerError> {
-        let reported = reported(&incoming)?;
-        let span = tracing::info_span!(
-            "order event",
-            order_id = %reported.metadata.order_id,
-            correlation_id = %reported.metadata.correlation_id,
-            event_id = %reported.metadata.event_id,
-            subject = %incoming.subject,
-        );
-        within_event(&incoming.headers, span, self.apply(reported)).await
     }
 
     async fn apply(&self, reported: Reported) -> Result<(), HandlerError> {
@@ -181,14 +174,4 @@ fn millis(time: &prost_types::Timestamp) -> i64 {
     time.seconds
         .saturating_mul(1000)
         .saturating_add(i64::from(time.nanos / 1_000_000))
-}
-
-/// Consumes the group until `stopping`, then finishes the event in hand.
-pub(crate) async fn run(bus: Bus, config: ConsumerConfig, handler: Handler, stopping: Signal) {
-    let handler = &handler;
-    let consumed = run_consumer(bus, config, |incoming| handler.handle(incoming), stopping).await;
-    if let Err(error) = consumed {
-        // The configuration was checked before the service started; nothing else fails here.
-        tracing::error!(%error, "the event consumer stopped");
-    }
 }

@@ -119,15 +119,9 @@ pub async fn serve(
         changes.clone(),
         metrics.clone(),
     );
-    let relay_bus = bus.clone();
-    let relay = outbox.clone();
     host.add_service(OrderServiceServer::new(orders))
-        .run_beside("outbox relay", move |stopping| {
-            relay.relay(relay_bus, stopping)
-        })
-        .run_beside("event consumer", move |stopping| {
-            consumer::run(bus, consumer_config, handler, stopping)
-        })
+        .relay_beside(outbox.clone(), bus.clone())
+        .consume_beside(bus, consumer_config, handler)
         .run_beside("outbox lag", move |stopping| {
             metrics.sample_outbox_lag(outbox, OUTBOX_LAG_SAMPLE, stopping)
         })
