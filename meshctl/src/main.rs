@@ -33,8 +33,8 @@ struct Cli {
 enum Command {
     /// Run the whole shop on 127.0.0.1 until Ctrl-C or SIGTERM
     ///
-    /// Start every service as its own process on its fixed port (catalog 127.0.0.1:50051,
-    /// inventory 127.0.0.1:50052), wait until all report SERVING, print commands to try,
+    /// Start every service as its own process on its fixed port (catalog 127.0.0.1:50051 to
+    /// orchestrator 127.0.0.1:50057), wait until all report SERVING, print commands to try,
     /// restart any that exits, and stop them all on Ctrl-C or SIGTERM.
     #[command(after_help = up::AFTER_HELP)]
     Up(up::Options),
@@ -70,6 +70,36 @@ enum Command {
 enum Service {
     Catalog,
     Inventory,
+    Orders,
+    Payments,
+    Fulfillment,
+    Notifications,
+    Orchestrator,
+}
+
+/// Runs one service crate's `serve` as its own binary does: `meshmart::runtime::main`.
+macro_rules! serve {
+    ($service:ident) => {
+        meshmart::runtime::main(
+            $service::SERVICE,
+            $service::Config::from_env,
+            $service::serve,
+        )
+    };
+}
+
+impl Service {
+    fn serve(self) -> ExitCode {
+        match self {
+            Self::Catalog => serve!(catalog),
+            Self::Inventory => serve!(inventory),
+            Self::Orders => serve!(orders),
+            Self::Payments => serve!(payments),
+            Self::Fulfillment => serve!(fulfillment),
+            Self::Notifications => serve!(notifications),
+            Self::Orchestrator => serve!(orchestrator),
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -78,16 +108,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Up(options) => up::run(&options),
         Command::Dlq(options) => dlq::run(&options),
-        Command::Serve {
-            service: Service::Catalog,
-        } => meshmart::runtime::main(catalog::SERVICE, catalog::Config::from_env, catalog::serve),
-        Command::Serve {
-            service: Service::Inventory,
-        } => meshmart::runtime::main(
-            inventory::SERVICE,
-            inventory::Config::from_env,
-            inventory::serve,
-        ),
+        Command::Serve { service } => service.serve(),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -118,8 +139,13 @@ mod tests {
                 service: Service::Inventory
             }
         ));
-        let error = Cli::try_parse_from(["meshctl", "serve", "orders"]).unwrap_err();
+        let error = Cli::try_parse_from(["meshctl", "serve", "shipping"]).unwrap_err();
         assert_eq!(error.kind(), clap::error::ErrorKind::InvalidValue);
-        assert!(error.to_string().contains("catalog, inventory"), "{error}");
+        assert!(
+            error
+                .to_string()
+                .contains("catalog, inventory, orders, payments"),
+            "{error}"
+        );
     }
 }

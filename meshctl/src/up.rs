@@ -25,7 +25,15 @@ use crate::{
 };
 
 /// The services `up` starts, in start order: dependencies first.
-const SERVICES: &[ServiceInfo] = &[inventory::SERVICE, catalog::SERVICE];
+const SERVICES: &[ServiceInfo] = &[
+    inventory::SERVICE,
+    catalog::SERVICE,
+    orders::SERVICE,
+    payments::SERVICE,
+    fulfillment::SERVICE,
+    notifications::SERVICE,
+    orchestrator::SERVICE,
+];
 
 /// How long the shop may take to report SERVING before `up` gives up; and a restarted
 /// service, before it is killed.
@@ -35,7 +43,8 @@ pub(crate) const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub(crate) const AFTER_HELP: &str = "\
 Environment:
   Every service variable (README: Configuration) is passed on to the services, except
-  GRPC_ADDR, METRICS_ADDR, DATA_DIR and INVENTORY_ADDR, which meshctl sets.
+  GRPC_ADDR, METRICS_ADDR, DATA_DIR, INVENTORY_ADDR and CATALOG_ADDR, which meshctl sets;
+  without NATS_URL the services share the embedded event log in DATA_DIR.
   LOG_FORMAT                  text unless set
   SHUTDOWN_DRAIN_DELAY_SECS   after SIGTERM, how long a service keeps serving (default 0)
   SHUTDOWN_GRACE_PERIOD_SECS  then, how long calls in flight may take (default 20)
@@ -76,11 +85,14 @@ impl Options {
     /// What meshctl sets for a child, on top of its own environment.
     fn child_vars(&self, service: &ServiceInfo) -> Vec<(&'static str, String)> {
         let inventory = self.grpc_addr(&inventory::SERVICE);
+        let catalog = self.grpc_addr(&catalog::SERVICE);
         vec![
             ("GRPC_ADDR", self.grpc_addr(service).to_string()),
             ("METRICS_ADDR", self.metrics_addr(service).to_string()),
+            // Every service's database file, and the event log they share.
             ("DATA_DIR", self.data_dir.display().to_string()),
             ("INVENTORY_ADDR", format!("http://{inventory}")),
+            ("CATALOG_ADDR", format!("http://{catalog}")),
             // Children write through pipes, so pick their log format for the terminal
             // meshctl is on.
             (
@@ -214,24 +226,25 @@ async fn exit_of(child: &mut Child) -> String {
 }
 
 fn print_welcome(options: &Options, took: Duration) {
-    let catalog = options.grpc_addr(&catalog::SERVICE);
-    let inventory = options.grpc_addr(&inventory::SERVICE);
+    let addr = |service: &ServiceInfo| options.grpc_addr(service);
+    let (catalog, orders) = (addr(&catalog::SERVICE), addr(&orders::SERVICE));
+    let mut table = String::new();
+    for service in SERVICES {
+        table.push_str(&format!(
+            "  {:<14} {}  metrics http://{}/metrics\n",
+            service.name,
+            addr(service),
+            options.metrics_addr(service)
+        ));
+    }
     println!(
-        "\nmeshmart is up in {took:.1?}: every service reports SERVING.\n\n\
-         {:<10} {catalog}  metrics http://{}/metrics\n\
-         {:<10} {inventory}  metrics http://{}/metrics\n\n\
-         try:\n  \
+        "\nmeshmart is up in {took:.1?}: every service reports SERVING.\n\n{table}\n\
+         try (README: A grpcurl tour):\n  \
          grpcurl -plaintext {catalog} list\n  \
-         grpcurl -plaintext {catalog} describe meshmart.catalog.v1.CatalogService\n  \
          grpcurl -plaintext -d '{{\"name\": \"products/espresso-cup\"}}' {catalog} meshmart.catalog.v1.CatalogService/GetProduct\n  \
-         grpcurl -plaintext -d '{{\"page_size\": 3}}' {catalog} meshmart.catalog.v1.CatalogService/ListProducts\n  \
-         grpcurl -plaintext -d '{{\"reservation_id\": \"demo-1\", \"items\": [{{\"product_id\": \"espresso-cup\", \"quantity\": 2}}]}}' {inventory} meshmart.inventory.v1.InventoryService/ReserveStock\n  \
-         grpcurl -plaintext -d '{{\"service\": \"meshmart.catalog.v1.CatalogService\"}}' {catalog} grpc.health.v1.Health/Check\n\n\
-         press Ctrl-C to stop.\n",
-        "catalog",
-        options.metrics_addr(&catalog::SERVICE),
-        "inventory",
-        options.metrics_addr(&inventory::SERVICE),
+         grpcurl -plaintext -H 'x-meshmart-customer-id: ada' -d '{{\"request_id\": \"try-1\", \"lines\": [{{\"product_id\": \"espresso-cup\", \"quantity\": 1}}], \"payment_token\": \"tok_visa_approved\", \"shipping_address\": {{\"recipient\": \"Ada\", \"address_lines\": [\"12 St James Square\"], \"locality\": \"London\", \"postal_code\": \"SW1Y 4LE\", \"region_code\": \"GB\"}}}}' {orders} meshmart.orders.v1.OrderService/CreateOrder\n  \
+         meshctl dlq list\n\n\
+         press Ctrl-C to stop.\n"
     );
 }
 

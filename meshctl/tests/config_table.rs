@@ -10,14 +10,24 @@ use meshmart::config::{ConfigError, Env, ServerConfig, ServiceInfo, TelemetryCon
 
 type Reader = fn(&Env, ServiceInfo) -> Result<(), ConfigError>;
 
-/// Every service `meshctl up` runs, read the way its `main` reads it.
+/// A service crate's configuration, read the way its `main` reads it.
+macro_rules! reader {
+    ($service:ident) => {
+        ($service::SERVICE, |env, service| {
+            $service::Config::from_env(env, ServerConfig::from_env(env, service)?).map(drop)
+        })
+    };
+}
+
+/// Every service `meshctl up` runs.
 const SERVICES: &[(ServiceInfo, Reader)] = &[
-    (catalog::SERVICE, |env, service| {
-        catalog::Config::from_env(env, ServerConfig::from_env(env, service)?).map(drop)
-    }),
-    (inventory::SERVICE, |env, service| {
-        inventory::Config::from_env(env, ServerConfig::from_env(env, service)?).map(drop)
-    }),
+    reader!(catalog),
+    reader!(inventory),
+    reader!(orders),
+    reader!(payments),
+    reader!(fulfillment),
+    reader!(notifications),
+    reader!(orchestrator),
 ];
 
 /// Variable (or `PREFIX*` pattern) → the services the README says read it.

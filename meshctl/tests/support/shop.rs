@@ -17,7 +17,26 @@ use std::{
 
 use nix::{sys::signal::Signal, unistd::Pid};
 
-pub const SERVICES: [&str; 2] = ["catalog", "inventory"];
+pub const SERVICES: [&str; 7] = [
+    "catalog",
+    "inventory",
+    "orders",
+    "payments",
+    "fulfillment",
+    "notifications",
+    "orchestrator",
+];
+
+/// Every service's name and ports.
+const INFOS: [meshmart::config::ServiceInfo; 7] = [
+    catalog::SERVICE,
+    inventory::SERVICE,
+    orders::SERVICE,
+    payments::SERVICE,
+    fulfillment::SERVICE,
+    notifications::SERVICE,
+    orchestrator::SERVICE,
+];
 
 /// A line of meshctl's output, and whether it came on stderr.
 pub type Line = (bool, String);
@@ -40,7 +59,12 @@ impl Shop {
         let mut shop = Self::spawn(env);
         shop.wait_for_line("", "every service reports SERVING");
         shop.children = children_of(shop.pid());
-        assert_eq!(shop.children.len(), 2, "children: {:?}", shop.children);
+        assert_eq!(
+            shop.children.len(),
+            SERVICES.len(),
+            "children: {:?}",
+            shop.children
+        );
         // The pids meshctl prints are its children's.
         for (name, pid) in &shop.children {
             assert_eq!(shop.pid_of(name), *pid, "{}", shop.output());
@@ -77,11 +101,11 @@ impl Shop {
 
     /// `service`'s gRPC address, `127.0.0.1:<port>`: the same however often it restarts.
     pub fn grpc_addr(&self, service: &str) -> String {
-        let port = match service {
-            "catalog" => catalog::SERVICE.grpc_port,
-            "inventory" => inventory::SERVICE.grpc_port,
-            other => panic!("no service {other:?}"),
-        };
+        let port = INFOS
+            .iter()
+            .find(|info| info.name == service)
+            .unwrap_or_else(|| panic!("no service {service:?}"))
+            .grpc_port;
         format!("127.0.0.1:{}", port + self.offset)
     }
 
@@ -246,7 +270,7 @@ impl Drop for Shop {
 /// pick the same one; even, so that no two share a port (one's inventory port, +1, is
 /// never another's catalog port).
 fn free_offset() -> u16 {
-    let services = [catalog::SERVICE, inventory::SERVICE];
+    let services = INFOS;
     for _ in 0..100 {
         // `RandomState` is seeded afresh each time: a random number without a dependency.
         let random = RandomState::new().build_hasher().finish();
