@@ -23,7 +23,7 @@ fn a_clean_stop_copies_every_services_last_log_line() {
     // they exit with their last lines unread in the pipes: when meshctl runs again, it
     // learns of the exits and has those lines to copy at the same moment.
     for name in SERVICES {
-        shop.wait_for_line(&format!("{name:9} | "), "draining");
+        shop.wait_for_line(&support::shop::line_prefix(name), "draining");
     }
     shop.signal(Signal::SIGSTOP);
     let deadline = Instant::now() + Duration::from_secs(30);

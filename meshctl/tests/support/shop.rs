@@ -27,6 +27,12 @@ pub const SERVICES: [&str; 7] = [
     "orchestrator",
 ];
 
+/// How meshctl prefixes a service's lines: its name, padded to the longest.
+pub fn line_prefix(name: &str) -> String {
+    let width = SERVICES.iter().map(|s| s.len()).max().unwrap_or(0);
+    format!("{name:width$} | ")
+}
+
 /// Every service's name and ports.
 const INFOS: [meshmart::config::ServiceInfo; 7] = [
     catalog::SERVICE,
@@ -213,7 +219,7 @@ impl Shop {
     pub fn last_line_of(&self, name: &str) -> usize {
         let stdout = self.stdout();
         // Every line of a service is prefixed with its name, padded to the longest.
-        let prefix = format!("{name:9} | ");
+        let prefix = line_prefix(name);
         let last = stdout
             .iter()
             .rposition(|line| line.starts_with(&prefix))
