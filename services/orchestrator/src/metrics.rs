@@ -49,20 +49,10 @@ impl Metrics {
     }
 
     /// Samples both gauges every [`SAMPLE_EVERY`] until `stopping`.
-    pub(crate) async fn sample(
-        self,
-        store: Store,
-        bus: Bus,
-        mut stopping: meshmart::shutdown::Signal,
-    ) {
-        let mut ticks = tokio::time::interval(SAMPLE_EVERY);
-        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    pub(crate) async fn sample(self, store: Store, bus: Bus, stopping: meshmart::shutdown::Signal) {
+        let mut samples = meshmart::shutdown::Periodic::new(SAMPLE_EVERY, stopping);
         let mut seen = BTreeSet::new();
-        loop {
-            tokio::select! {
-                () = &mut stopping => return,
-                _ = ticks.tick() => {}
-            }
+        while samples.next().await {
             match store.count_by_state().await {
                 Ok(counts) => {
                     for state in State::ALL {
