@@ -88,7 +88,9 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
             .json()
             .flatten_event(true)
             .with_current_span(false)
-            .with_span_list(false)
+            // Every span the line was logged in, with its fields: a line about an order
+            // carries the order id and correlation id of the event or call it belongs to.
+            .with_span_list(true)
             .boxed()
     } else {
         tracing_subscriber::fmt::layer().with_ansi(terminal).boxed()
