@@ -85,6 +85,34 @@ pub async fn connect(config: &DatabaseConfig, mut migrator: Migrator) -> Result<
     Ok(Pools { read, write })
 }
 
+/// A service's store: the pools of its own database, connected and migrated from the
+/// service's `migrations/` folder (the event tables too), for the service to add its
+/// queries to in an `impl` of its own. Every service of the order flow has one.
+#[macro_export]
+macro_rules! service_store {
+    ($store:ident) => {
+        #[derive(Debug, Clone)]
+        pub struct $store {
+            db: $crate::db::Pools,
+        }
+
+        impl $store {
+            /// Connects and migrates (the event tables too).
+            pub async fn connect(
+                config: &$crate::config::DatabaseConfig,
+            ) -> Result<Self, $crate::Error> {
+                let db = $crate::db::connect(config, sqlx::migrate!("./migrations")).await?;
+                Ok(Self { db })
+            }
+
+            /// The pools, for the consumer's `apply_once` and the outbox.
+            pub fn pools(&self) -> &$crate::db::Pools {
+                &self.db
+            }
+        }
+    };
+}
+
 /// A statement with its values bound, owning everything it needs.
 pub type Statement = Query<'static, Any, AnyArguments<'static>>;
 

@@ -11,7 +11,6 @@
 
 mod shipments;
 
-use meshmart::{config::DatabaseConfig, db::Pools};
 use sqlx::AnyConnection;
 
 pub(crate) use shipments::{
@@ -87,22 +86,7 @@ pub(crate) struct OrderProgress {
     pub(crate) failed: bool,
 }
 
-#[derive(Debug, Clone)]
-pub struct Store {
-    db: Pools,
-}
-
-impl Store {
-    /// Connects and migrates; fulfillment has no demo data.
-    pub async fn connect(config: &DatabaseConfig) -> Result<Self, meshmart::Error> {
-        let db = meshmart::db::connect(config, sqlx::migrate!("./migrations")).await?;
-        Ok(Self { db })
-    }
-
-    pub fn pools(&self) -> &Pools {
-        &self.db
-    }
-}
+meshmart::service_store!(Store);
 
 /// Notes `progress` for `order_id` within `tx` and returns all that is known of the order.
 /// Call it first in every handler's transaction (see the module's comment).

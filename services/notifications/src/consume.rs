@@ -144,7 +144,7 @@ impl Handler {
         let text = messages::text(event.kind, order_id, &event.detail);
         let mut written = false;
         meshmart::events::inbox::apply_once(
-            self.store.db(),
+            self.store.pools(),
             &self.outbox,
             &self.group,
             &event.metadata.event_id,

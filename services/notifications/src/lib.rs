@@ -76,7 +76,7 @@ pub async fn serve(
         group: config.consumer.name.clone(),
         // Notifications publishes nothing; apply_once still takes the outbox it would
         // write to, so no relay runs.
-        outbox: Outbox::new(store.db().clone()),
+        outbox: Outbox::new(store.pools().clone()),
         store: store.clone(),
         metrics: metrics::Metrics::register(host.registry()),
     };

@@ -2,7 +2,7 @@
 //! PostgreSQL). Reads go through `Pools::read`; the writes happen inside the consumer's
 //! `apply_once` transaction, with the functions taking a connection.
 
-use meshmart::{config::DatabaseConfig, db::Pools, proto::notifications::notification};
+use meshmart::proto::notifications::notification;
 use sqlx::AnyConnection;
 
 use crate::{Error, Result};
@@ -102,23 +102,9 @@ fn record(
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Store {
-    db: Pools,
-}
+meshmart::service_store!(Store);
 
 impl Store {
-    /// Connects and migrates (the event tables too).
-    pub async fn connect(config: &DatabaseConfig) -> Result<Self, meshmart::Error> {
-        let db = meshmart::db::connect(config, sqlx::migrate!("./migrations")).await?;
-        Ok(Self { db })
-    }
-
-    /// The pools, for the consumer's `apply_once`.
-    pub fn db(&self) -> &Pools {
-        &self.db
-    }
-
     /// One of `customer_id`'s notifications; another customer's is not found, as if it did
     /// not exist.
     pub async fn get(

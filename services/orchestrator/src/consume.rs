@@ -142,7 +142,7 @@ impl Handler {
         }
         let mut moved = None;
         meshmart::events::inbox::apply_once(
-            self.store.db(),
+            self.store.pools(),
             &self.outbox,
             &self.group,
             &metadata.event_id,
@@ -228,7 +228,7 @@ impl Handler {
         error: &HandlerError,
     ) -> Result<(), HandlerError> {
         let order_id = metadata.order_id.as_str();
-        let mut db = self.store.db().write().begin().await?;
+        let mut db = self.store.pools().write().begin().await?;
         let now = now_millis();
         let current = tx::lock_or_create(&mut db, order_id, now).await?;
         let mut compensating = saga::apply(&current, event).saga;

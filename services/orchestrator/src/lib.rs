@@ -81,7 +81,7 @@ pub async fn serve(
     let bus = meshmart::events::connect(&config.events).await?;
     let inventory =
         InventoryServiceClient::new(meshmart::client::connect_lazy(&config.inventory_addr)?);
-    let outbox = Outbox::new(store.db().clone());
+    let outbox = Outbox::new(store.pools().clone());
     let mut host = ServiceHost::new(&config.server);
     let metrics = metrics::Metrics::register(host.registry());
     let handler = consume::Handler {

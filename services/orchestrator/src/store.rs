@@ -6,8 +6,6 @@ pub mod tx;
 
 use std::collections::HashMap;
 
-use meshmart::{config::DatabaseConfig, db::Pools};
-
 use crate::{
     Error, Result,
     saga::{Saga, State},
@@ -44,23 +42,9 @@ pub struct Step {
     pub create_time_ms: i64,
 }
 
-#[derive(Debug, Clone)]
-pub struct Store {
-    db: Pools,
-}
+meshmart::service_store!(Store);
 
 impl Store {
-    /// Connects and migrates (the event tables too).
-    pub async fn connect(config: &DatabaseConfig) -> Result<Self, meshmart::Error> {
-        let db = meshmart::db::connect(config, sqlx::migrate!("./migrations")).await?;
-        Ok(Self { db })
-    }
-
-    /// The pools, for the consumer's `apply_once`.
-    pub fn db(&self) -> &Pools {
-        &self.db
-    }
-
     /// The saga of `order_id`, if any of its events has arrived.
     pub async fn find(&self, order_id: &str) -> Result<Option<Saga>, sqlx::Error> {
         let row: Option<Row> =

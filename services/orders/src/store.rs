@@ -11,11 +11,7 @@
 mod orders;
 mod transitions;
 
-use meshmart::{
-    config::DatabaseConfig,
-    db::Pools,
-    proto::{google::r#type::Money, orders::ShippingAddress},
-};
+use meshmart::proto::{google::r#type::Money, orders::ShippingAddress};
 
 pub use orders::{Earlier, Placed};
 pub use transitions::{Advance, advance};
@@ -134,24 +130,7 @@ pub struct NewOrder {
     pub fingerprint: String,
 }
 
-#[derive(Debug, Clone)]
-pub struct Store {
-    db: Pools,
-}
-
-impl Store {
-    /// Connects and migrates: the orders tables and the event tables. No demo data: an
-    /// empty shop has no orders.
-    pub async fn connect(config: &DatabaseConfig) -> Result<Self, meshmart::Error> {
-        let db = meshmart::db::connect(config, sqlx::migrate!("./migrations")).await?;
-        Ok(Self { db })
-    }
-
-    /// The pools, for the outbox and the inbox, which share the service's database.
-    pub fn pools(&self) -> &Pools {
-        &self.db
-    }
-}
+meshmart::service_store!(Store);
 
 /// `$1, $2, ...` for `count` values bound after `skip` others.
 fn placeholders(skip: usize, count: usize) -> String {

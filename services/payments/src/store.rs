@@ -10,8 +10,6 @@
 mod charges;
 mod refunds;
 
-use meshmart::{config::DatabaseConfig, db::Pools};
-
 pub(crate) use charges::{NewCharge, insert_charge, record_failed_attempt};
 pub(crate) use refunds::{NewRefund, insert_refund};
 
@@ -92,22 +90,7 @@ pub struct Page {
     pub size: usize,
 }
 
-#[derive(Debug, Clone)]
-pub struct Store {
-    db: Pools,
-}
-
-impl Store {
-    /// Connects and migrates; payments has no demo data.
-    pub async fn connect(config: &DatabaseConfig) -> Result<Self, meshmart::Error> {
-        let db = meshmart::db::connect(config, sqlx::migrate!("./migrations")).await?;
-        Ok(Self { db })
-    }
-
-    pub fn pools(&self) -> &Pools {
-        &self.db
-    }
-}
+meshmart::service_store!(Store);
 
 /// The SQL of one page of `table`, oldest first by (`create_time_ms`, `id_column`): after
 /// the position of the resource a token names (looked up by its id, as rows are never
