@@ -33,7 +33,7 @@ impl Scenario {
     /// Scenarios that are planned but cannot run yet, and why.
     const PENDING: &[(&str, &str)] = &[(
         "place-order",
-        "place-order is pending: there is no orders service yet",
+        "place-order is pending: the orders service exists, its load scenario is not written yet",
     )];
 
     /// The name used in `--mix` and in reports.
