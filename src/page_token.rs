@@ -118,6 +118,38 @@ pub fn check_paging(
     KEYS.page(page_size, page_token, method, violations)
 }
 
+/// Which page of a listing that may be narrowed to one order: of that order or of all,
+/// after which item, how many.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderPage {
+    pub order_id: Option<String>,
+    pub after: Option<String>,
+    pub size: usize,
+}
+
+/// The page a List call with an `order_id` filter (empty for every order) asks for, its
+/// paging checked as [`check_paging`] does and the order id as an idempotency key.
+pub fn order_page(
+    page_size: i32,
+    page_token: &str,
+    order_id: &str,
+    method: &str,
+) -> Result<OrderPage, tonic::Status> {
+    let mut violations = FieldViolations::new();
+    let (after, size) = check_paging(&mut violations, page_size, page_token, method);
+    violations.check(
+        order_id.is_empty() || is_idempotency_key(order_id),
+        "order_id",
+        "must be 1 to 128 letters, digits or ._:-",
+    );
+    violations.into_result()?;
+    Ok(OrderPage {
+        order_id: Some(order_id.to_owned()).filter(|id| !id.is_empty()),
+        after,
+        size,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

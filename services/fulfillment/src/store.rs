@@ -62,13 +62,8 @@ pub struct ShipmentRecord {
     pub update_time_ms: i64,
 }
 
-/// Which page of a listing: of one order or all, after which shipment, how many.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
-    pub order_id: Option<String>,
-    pub after: Option<String>,
-    pub size: usize,
-}
+/// Which page of a listing: of one order or all, after which item, how many.
+pub type Page = meshmart::page_token::OrderPage;
 
 /// What an event tells about its order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -3,9 +3,8 @@
 
 use meshmart::{
     events::HandlerError,
-    page_token::check_paging,
     proto::events::{EventMetadata, ShipmentRequested, ShippingAddress},
-    validation::{FieldViolations, invalid_field, is_idempotency_key, is_resource_id},
+    validation::{invalid_field, is_idempotency_key, is_resource_id},
 };
 use tonic::Status;
 
@@ -29,19 +28,7 @@ pub(crate) fn shipment_name(name: &str) -> Result<String, Status> {
 
 /// The page a ListShipments call asks for.
 pub(crate) fn list(page_size: i32, page_token: &str, order_id: &str) -> Result<Page, Status> {
-    let mut violations = FieldViolations::new();
-    let (after, size) = check_paging(&mut violations, page_size, page_token, "ListShipments");
-    violations.check(
-        order_id.is_empty() || is_idempotency_key(order_id),
-        "order_id",
-        "must be 1 to 128 letters, digits or ._:-",
-    );
-    violations.into_result()?;
-    Ok(Page {
-        order_id: Some(order_id.to_owned()).filter(|id| !id.is_empty()),
-        after,
-        size,
-    })
+    meshmart::page_token::order_page(page_size, page_token, order_id, "ListShipments")
 }
 
 /// The metadata of an event, whole: an event id and the order it is about.

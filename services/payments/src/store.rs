@@ -82,13 +82,8 @@ pub struct RefundRecord {
     pub create_time_ms: i64,
 }
 
-/// Which page of a listing: of one order or all, after which resource, how many.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Page {
-    pub order_id: Option<String>,
-    pub after: Option<String>,
-    pub size: usize,
-}
+/// Which page of a listing: of one order or all, after which item, how many.
+pub type Page = meshmart::page_token::OrderPage;
 
 meshmart::service_store!(Store);
 

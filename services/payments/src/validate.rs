@@ -3,9 +3,8 @@
 
 use meshmart::{
     events::HandlerError,
-    page_token::check_paging,
     proto::{events::EventMetadata, google::r#type::Money},
-    validation::{FieldViolations, invalid_field, is_idempotency_key, is_resource_id},
+    validation::{invalid_field, is_idempotency_key, is_resource_id},
 };
 use tonic::Status;
 
@@ -27,19 +26,7 @@ pub(crate) fn page(
     order_id: &str,
     method: &str,
 ) -> Result<Page, Status> {
-    let mut violations = FieldViolations::new();
-    let (after, size) = check_paging(&mut violations, page_size, page_token, method);
-    violations.check(
-        order_id.is_empty() || is_idempotency_key(order_id),
-        "order_id",
-        "must be 1 to 128 letters, digits or ._:-",
-    );
-    violations.into_result()?;
-    Ok(Page {
-        order_id: Some(order_id.to_owned()).filter(|id| !id.is_empty()),
-        after,
-        size,
-    })
+    meshmart::page_token::order_page(page_size, page_token, order_id, method)
 }
 
 /// An event's metadata, which every handler needs whole.
