@@ -53,10 +53,6 @@ pub fn setups() -> Vec<(Broker, Backend)> {
         .collect()
 }
 
-/// The service's subjects are the shop's, so on one JetStream server two tests would share
-/// the stream and the `fulfillment` group: JetStream tests take turns, on fresh streams.
-static JETSTREAM_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 #[derive(Debug, Clone)]
 pub struct Published {
     pub subject: String,
@@ -80,12 +76,8 @@ pub async fn start(broker: &Broker, backend: Backend, test: &str) -> Fulfillment
             None,
         ),
         Broker::JetStream(url) => {
-            let turn = JETSTREAM_TURN.lock().await;
-            let jetstream = async_nats::jetstream::new(async_nats::connect(url).await.unwrap());
-            for stream in ["EVENTS", "DEAD_LETTERS"] {
-                // Absent on the first test: nothing to delete then.
-                let _ = jetstream.delete_stream(stream).await;
-            }
+            // The service's subjects and group are the shop's: tests take turns.
+            let turn = testing::jetstream_turn(url).await;
             (EventsConfig::JetStream { url: url.clone() }, Some(turn))
         }
     };

@@ -65,19 +65,6 @@ pub fn setups() -> Vec<(Broker, Backend)> {
         .collect()
 }
 
-/// The service's subjects are the shop's, so on one JetStream server two tests would share
-/// the stream and the `payments` group: JetStream tests take turns, each on fresh streams.
-static JETSTREAM_TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-async fn fresh_jetstream(url: &str) {
-    let client = async_nats::connect(url).await.expect("connect to nats");
-    let jetstream = async_nats::jetstream::new(client);
-    for stream in ["EVENTS", "DEAD_LETTERS"] {
-        // Absent on the first test: nothing to delete then.
-        let _ = jetstream.delete_stream(stream).await;
-    }
-}
-
 /// Everything this process logs, to check that no card token is ever in it.
 pub fn captured_logs() -> String {
     let logs = logs();
@@ -140,8 +127,8 @@ pub async fn start(broker: &Broker, backend: Backend, test: &str) -> Payments {
             None,
         ),
         Broker::JetStream(url) => {
-            let turn = JETSTREAM_TURN.lock().await;
-            fresh_jetstream(url).await;
+            // The service's subjects and group are the shop's: tests take turns.
+            let turn = testing::jetstream_turn(url).await;
             (EventsConfig::JetStream { url: url.clone() }, Some(turn))
         }
     };
