@@ -119,3 +119,33 @@ fn page_sql(columns: &str, table: &str, id_column: &str, page: &Page) -> String 
 fn fetch_limit(page: &Page) -> i64 {
     i64::try_from(page.size + 1).unwrap_or(i64::MAX)
 }
+
+impl Store {
+    /// One page of `table`'s rows (see [`page_sql`]), and whether more follow.
+    async fn page_of<R>(
+        &self,
+        columns: &str,
+        table: &str,
+        id_column: &str,
+        page: &Page,
+    ) -> Result<(Vec<R>, bool), sqlx::Error>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+    {
+        let sql = page_sql(columns, table, id_column, page);
+        let mut query = sqlx::query_as::<_, R>(&sql);
+        if let Some(order_id) = &page.order_id {
+            query = query.bind(order_id);
+        }
+        if let Some(after) = &page.after {
+            query = query.bind(after);
+        }
+        let mut rows = query
+            .bind(fetch_limit(page))
+            .fetch_all(self.db.read())
+            .await?;
+        let more = rows.len() > page.size;
+        rows.truncate(page.size);
+        Ok((rows, more))
+    }
+}

@@ -2,7 +2,7 @@
 
 use sqlx::AnyConnection;
 
-use super::{Amount, Page, RefundRecord, Store, fetch_limit, page_sql};
+use super::{Amount, Page, RefundRecord, Store};
 use crate::{Error, Result};
 
 const COLUMNS: &str = "refund_id, charge_id, order_id, currency_code, amount_units, amount_nanos, \
@@ -59,20 +59,10 @@ impl Store {
 
     /// One page of refunds, and whether more follow.
     pub async fn refunds(&self, page: &Page) -> Result<(Vec<RefundRecord>, bool)> {
-        let sql = page_sql(COLUMNS, "refunds", "refund_id", page);
-        let mut query = sqlx::query_as::<_, Row>(&sql);
-        if let Some(order_id) = &page.order_id {
-            query = query.bind(order_id);
-        }
-        if let Some(after) = &page.after {
-            query = query.bind(after);
-        }
-        let rows = query
-            .bind(fetch_limit(page))
-            .fetch_all(self.db.read())
+        let (rows, more) = self
+            .page_of::<Row>(COLUMNS, "refunds", "refund_id", page)
             .await?;
-        let more = rows.len() > page.size;
-        Ok((rows.into_iter().take(page.size).map(record).collect(), more))
+        Ok((rows.into_iter().map(record).collect(), more))
     }
 }
 
