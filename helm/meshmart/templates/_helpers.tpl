@@ -262,7 +262,11 @@ each preceded by a route pinned to the canary for calls that carry the canary he
         port:
           number: {{ $svc.port }}
     {{- end }}
+  {{- /* A zero timeout is no route timeout, Istio's default: leave the field out, since the
+  VirtualService CRD rejects a timeout under 1ms (a CEL rule the API server enforces). */}}
+  {{- if not (regexMatch "^0+(\\.0*)?(ns|us|µs|ms|s|m|h)?$" (toString $route.timeout)) }}
   timeout: {{ $route.timeout }}
+  {{- end }}
   {{- /* attempts: 0 alone turns retries off (Istio drops the rest of the policy then). */}}
   retries:
     attempts: {{ $route.attempts }}

@@ -1,0 +1,207 @@
+//! `istioctl analyze` against a real API server holding what a user applies: k8s/ then
+//! istio/ (the committed rendering), and the chart with each ci values file. It must report
+//! no error and no warning, except what tests/kube-harness/analyze-allowed.txt lists (each
+//! with the reason it cannot hold in a cluster without running pods or an Istio install),
+//! and every entry there must still be needed.
+
+use std::collections::BTreeSet;
+
+use kube_harness::{Cluster, Error, repo_root, run, run_any};
+
+/// `(code, origin)` pairs the allow-list accepts.
+fn allowed() -> Result<BTreeSet<(String, String)>, Error> {
+    let path = repo_root().join("tests/kube-harness/analyze-allowed.txt");
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        what: format!("read {}", path.display()),
+        source,
+    })?;
+    let mut set = BTreeSet::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (entry, reason) = line.split_once(" -- ").unwrap_or((line, ""));
+        assert!(
+            !reason.trim().is_empty(),
+            "{}: `{line}` has no reason (CODE ORIGIN -- reason)",
+            path.display()
+        );
+        let (code, origin) = entry.trim().split_once(' ').unwrap_or((entry, ""));
+        set.insert((code.to_owned(), origin.trim().to_owned()));
+    }
+    Ok(set)
+}
+
+/// The warnings and errors `istioctl analyze --all-namespaces` reports, as
+/// `(code, origin, message)`.
+async fn analyze(cluster: &Cluster) -> Result<Vec<(String, String, String)>, Error> {
+    let kubeconfig = format!("--kubeconfig={}", cluster.kubeconfig().display());
+    let (shown, status, out) = run_any(
+        &cluster.tool("istioctl"),
+        [
+            "analyze",
+            kubeconfig.as_str(),
+            "--all-namespaces",
+            "--output=json",
+            "--output-threshold=Warning",
+            "--failure-threshold=Error",
+        ],
+        None,
+    )
+    .await?;
+    // 0: nothing at the failure threshold; 79: analyzers found an error. Anything else is
+    // istioctl failing to run.
+    assert!(
+        matches!(status.code(), Some(0 | 79)),
+        "{shown}: {status}\n{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    let json = out.stdout.trim();
+    if json.is_empty() {
+        return Ok(Vec::new());
+    }
+    let messages: serde_json::Value = serde_json::from_str(json)
+        .map_err(|e| Error::Failed(format!("{shown}: not JSON ({e}):\n{json}")))?;
+    let field = |m: &serde_json::Value, k: &str| m[k].as_str().unwrap_or_default().to_owned();
+    Ok(messages
+        .as_array()
+        .map(|ms| {
+            ms.iter()
+                .map(|m| {
+                    (
+                        field(m, "code"),
+                        field(m, "origin"),
+                        format!("{}: {}", field(m, "level"), field(m, "message")),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default())
+}
+
+/// The messages the allow-list does not cover, and the entries nothing matched.
+fn judge(
+    messages: &[(String, String, String)],
+    allowed: &BTreeSet<(String, String)>,
+    used: &mut BTreeSet<(String, String)>,
+) -> Vec<String> {
+    messages
+        .iter()
+        .filter_map(|(code, origin, message)| {
+            let key = (code.clone(), origin.clone());
+            if allowed.contains(&key) {
+                used.insert(key);
+                None
+            } else {
+                Some(format!("{code} {origin} -- {message}"))
+            }
+        })
+        .collect()
+}
+
+async fn kustomize(cluster: &Cluster, dir: &str) -> Result<String, Error> {
+    let dir = repo_root().join(dir);
+    let dir = dir.to_string_lossy();
+    Ok(cluster.kubectl(&["kustomize", &dir], None).await?.stdout)
+}
+
+const ISTIO_SYSTEM: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: istio-system\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istioctl_analyze_finds_nothing_in_the_committed_files() -> Result<(), Error> {
+    let Some(cluster) = Cluster::start(
+        "istioctl_analyze_finds_nothing_in_the_committed_files",
+        &["istioctl"],
+    )
+    .await?
+    else {
+        return Ok(());
+    };
+    let allowed = allowed()?;
+    cluster.apply(ISTIO_SYSTEM).await?;
+    cluster
+        .apply(&kustomize(&cluster, "k8s/overlays/kind").await?)
+        .await?;
+    cluster.apply(&kustomize(&cluster, "istio").await?).await?;
+    let messages = analyze(&cluster).await?;
+    let mut used = BTreeSet::new();
+    let left = judge(&messages, &allowed, &mut used);
+    assert!(
+        left.is_empty(),
+        "istioctl analyze (k8s/overlays/kind + istio/):\n{}",
+        left.join("\n")
+    );
+    let unused: Vec<_> = allowed.difference(&used).collect();
+    assert!(
+        unused.is_empty(),
+        "analyze-allowed.txt entries nothing matched (remove them): {unused:?}"
+    );
+    Ok(())
+}
+
+/// The chart with each ci values file: the gateway elsewhere, one service only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn istioctl_analyze_finds_nothing_in_the_chart_with_ci_values() -> Result<(), Error> {
+    let dir = repo_root().join("helm/meshmart/ci");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(|source| Error::Io {
+            what: format!("read {}", dir.display()),
+            source,
+        })?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with("-values.yaml"))
+        .collect();
+    files.sort();
+    let allowed = allowed()?;
+    for file in files {
+        let Some(cluster) = Cluster::start(
+            "istioctl_analyze_finds_nothing_in_the_chart_with_ci_values",
+            &["istioctl", "helm"],
+        )
+        .await?
+        else {
+            return Ok(());
+        };
+        let chart = repo_root().join("helm/meshmart");
+        let values = dir.join(&file);
+        let yaml = run(
+            &cluster.tool("helm"),
+            [
+                "template".to_owned(),
+                "meshmart".to_owned(),
+                chart.to_string_lossy().into_owned(),
+                "--namespace=meshmart".to_owned(),
+                "--skip-tests".to_owned(),
+                format!("--values={}", values.display()),
+            ],
+            None,
+        )
+        .await?
+        .stdout;
+        let mut namespaces: Vec<String> = yaml
+            .lines()
+            .filter_map(|l| l.strip_prefix("  namespace: "))
+            .map(|ns| ns.trim().trim_matches('"').to_owned())
+            .chain(["meshmart".to_owned()])
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        let ns_yaml: String = namespaces
+            .iter()
+            .map(|n| format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n---\n"))
+            .collect();
+        cluster.apply(&ns_yaml).await?;
+        cluster.apply(&yaml).await?;
+        let messages = analyze(&cluster).await?;
+        let left = judge(&messages, &allowed, &mut BTreeSet::new());
+        assert!(
+            left.is_empty(),
+            "istioctl analyze (chart with ci/{file}):\n{}",
+            left.join("\n")
+        );
+    }
+    Ok(())
+}
