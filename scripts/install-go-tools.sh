@@ -9,7 +9,7 @@
 # kubectl is here, not in install-tools.sh, because it must match the API server's minor
 # version; install-tools.sh calls `install-go-tools.sh kubectl` for it (seconds).
 #
-#   scripts/install-go-tools.sh              every tool
+#   scripts/install-go-tools.sh              etcd, kube and kubectl (istioctl: see its pin)
 #   scripts/install-go-tools.sh etcd kubectl only these (etcd kube istioctl kubectl)
 #
 # Cache: ${MESHMART_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshmart/tools}/<tool>-<version>/bin/
@@ -36,6 +36,14 @@ KUBE_STAGING_VERSION=v0.37.2
 # pseudo-versions that the proxy also refuses (403), so the wrapper module replaces both
 # with v1.30.8, the 1.30 patch the vendored CRDs (tests/deploy/schemas) come from: the
 # CRDs istioctl knows and the ones the tests install are the same.
+# The same goes for its go-control-plane pseudo-versions (envoy v1.37.1-0.20260409083702-
+# 98966259b99a and contrib v1.36.1-0.20260409083702-98966259b99a: 403), and the nearest
+# releases served do not stand in: with envoy v1.38.0 and contrib v1.36.0 (the only contrib
+# served) `go get` finds no module for contrib packages Istio imports (peak_ewma/v3alpha,
+# kae/v3alpha, stat_sinks/kafka/v3). So istioctl does not build today: it is left out of
+# the default set below, and the tests that need it skip (MESHMART_REQUIRE_ISTIOCTL=1 makes
+# that a failure). `scripts/install-go-tools.sh istioctl` tries again, when the proxy serves
+# those versions or a newer 1.30 commit.
 ISTIO_VERSION=v0.0.0-20260826214018-9739e10eb9d7
 ISTIO_API_VERSION=v1.30.8
 # The build tags Istio's Makefile.core.mk gives its standard binaries (istioctl among them).
@@ -168,7 +176,8 @@ PY
 
 main() {
   local want=("$@") t
-  [[ ${#want[@]} -gt 0 ]] || want=(etcd kube istioctl kubectl)
+  # istioctl only when asked for: it does not build from the proxy today (above).
+  [[ ${#want[@]} -gt 0 ]] || want=(etcd kube kubectl)
   for t in "${want[@]}"; do
     case "$t" in
       etcd) install_etcd ;;
