@@ -22,7 +22,7 @@ use std::fmt::Write as _;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams};
@@ -32,6 +32,7 @@ use rcgen::{
     KeyUsagePurpose,
 };
 use tokio::io::AsyncWriteExt;
+use tokio::time::Instant;
 
 /// How long the API server may take to become ready (a cold start on a busy 2-core machine
 /// takes 10-20 s).
