@@ -81,7 +81,14 @@ async fn analyze(cluster: &Cluster) -> Result<Vec<(String, String, String)>, Err
         .unwrap_or_default())
 }
 
-/// The messages the allow-list does not cover, and the entries nothing matched.
+/// Whether an allow-list origin matches: exactly, or by prefix when it ends with `*`.
+fn origin_matches(pattern: &str, origin: &str) -> bool {
+    pattern
+        .strip_suffix('*')
+        .map_or(pattern == origin, |prefix| origin.starts_with(prefix))
+}
+
+/// The messages the allow-list does not cover; `used` collects the entries that matched.
 fn judge(
     messages: &[(String, String, String)],
     allowed: &BTreeSet<(String, String)>,
@@ -90,9 +97,11 @@ fn judge(
     messages
         .iter()
         .filter_map(|(code, origin, message)| {
-            let key = (code.clone(), origin.clone());
-            if allowed.contains(&key) {
-                used.insert(key);
+            let entry = allowed
+                .iter()
+                .find(|(c, pattern)| c == code && origin_matches(pattern, origin));
+            if let Some(entry) = entry {
+                used.insert(entry.clone());
                 None
             } else {
                 Some(format!("{code} {origin} -- {message}"))
