@@ -62,7 +62,7 @@ def test_the_runtime_is_distroless_non_root_and_needs_no_shell():
 def test_the_image_user_is_the_pods_user():
     docs = deploylib.split_stream(deploylib.helm_template().stdout, "helm")
     for doc in docs:
-        if doc.kind == "Deployment":
+        if doc.kind == "Deployment" and doc.name != "meshmart-gateway":  # the gateway is Istio's proxy
             assert doc.spec["template"]["spec"]["securityContext"]["runAsUser"] == 65532
 
 
