@@ -88,7 +88,9 @@ def main() -> int:
     parser.add_argument("--sub", default="demo-user", help="subject claim (default: demo-user)")
     parser.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default: 3600)")
     parser.add_argument("--expired", action="store_true", help="mint a token that expired an hour ago")
-    parser.add_argument("--canary", action="store_true", help="allow the call to pin the canary (meshmart_canary: true)")
+    parser.add_argument(
+        "--canary", action="store_true", help="let the call pin the canary (the claim meshmart_canary: true)"
+    )
     parser.add_argument("--jwks", action="store_true", help="print the public JWKS instead of a token")
     args = parser.parse_args()
     if args.jwks:

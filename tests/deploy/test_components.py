@@ -100,7 +100,8 @@ def _ratelimit(name: str = "committed") -> tuple[dict, dict[str, dict]]:
 def _vhost(name: str, domains: list[str], patch: dict | None = None, routes: list[dict] | None = None) -> dict:
     """A virtual host as Istio's gateway builds it for a Gateway host (<host>:<port>, domains
     host and host:*), with an EnvoyFilter's MERGE patch applied."""
-    vhost = {"name": name, "domains": domains, "routes": routes or [{"match": {"prefix": "/"}, "direct_response": {"status": 200}}]}
+    routes = routes or [{"match": {"prefix": "/"}, "direct_response": {"status": 200}}]
+    vhost = {"name": name, "domains": domains, "routes": routes}
     return {**vhost, **(patch or {})}
 
 
@@ -368,7 +369,10 @@ def test_only_a_token_that_allows_it_may_pin_the_canary():
         }
 
     routes = [
-        {"match": {"prefix": "/", "headers": [{"name": "x-meshmart-canary", "string_match": {"exact": "v2"}}]}, **answer("v2")},
+        {
+            "match": {"prefix": "/", "headers": [{"name": "x-meshmart-canary", "string_match": {"exact": "v2"}}]},
+            **answer("v2"),
+        },
         {"match": {"prefix": "/"}, **answer("v1")},
     ]
     grpc = {"content-type": "application/grpc", "x-meshmart-canary": "v2"}

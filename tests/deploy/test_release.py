@@ -70,15 +70,16 @@ def test_each_release_brings_its_own_gateway():
         assert not [d for d in docs if d.namespace != namespace], "everything in the release namespace"
         (gateway,) = [d for d in docs if d.kind == "Gateway"]
         selector = gateway.spec["selector"]
-        deployments = [d for d in docs if d.kind == "Deployment" and deploylib.selects(selector, deploylib.pod_labels(d))]
+        deployments = [
+            d for d in docs if d.kind == "Deployment" and deploylib.selects(selector, deploylib.pod_labels(d))
+        ]
         assert [d.name for d in deployments] == [gateway.name], "the Gateway selects the release's gateway pods"
         (pod,) = deployments
         assert deploylib.pod_template(pod)["metadata"]["annotations"]["inject.istio.io/templates"] == "gateway"
         for doc in docs:
             if doc.kind in ("RequestAuthentication", "EnvoyFilter") or doc.name.endswith("-require-jwt"):
-                labels = (doc.spec.get("selector") or {}).get("matchLabels") or (doc.spec.get("workloadSelector") or {}).get(
-                    "labels"
-                )
+                selected = doc.spec.get("selector") or doc.spec.get("workloadSelector") or {}
+                labels = selected.get("matchLabels") or selected.get("labels")
                 assert labels == selector, doc
         selectors.append(selector)
     assert selectors[0] != selectors[1]
@@ -262,12 +263,14 @@ def test_a_changed_password_rolls_the_pods_and_reruns_the_setup():
         (d,) = [d for d in docs if d.name == name and d.kind == "Deployment"]
         return deploylib.pod_template(d)["metadata"]["annotations"]
 
-    assert annotations(before, "catalog-v1")["checksum/database"] != annotations(after, "catalog-v1")["checksum/database"]
-    assert annotations(before, "inventory-v1")["checksum/database"] == annotations(after, "inventory-v1")["checksum/database"]
+    key = "checksum/database"
+    assert annotations(before, "catalog-v1")[key] != annotations(after, "catalog-v1")[key]
+    assert annotations(before, "inventory-v1")[key] == annotations(after, "inventory-v1")[key], "only catalog rolls"
     old, new = _setup_job(before), _setup_job(after)
     assert old.name != new.name, "a new Job (its template is immutable) for the new Secret"
     key = "checksum/secret"
-    assert deploylib.pod_template(old)["metadata"]["annotations"][key] != deploylib.pod_template(new)["metadata"]["annotations"][key]
+    old_sum = deploylib.pod_template(old)["metadata"]["annotations"][key]
+    assert old_sum != deploylib.pod_template(new)["metadata"]["annotations"][key]
 
 
 def _setup_script(docs: list[Doc]) -> str:
@@ -381,3 +384,26 @@ def test_values_schema_knows_the_new_keys():
     assert "namespace" not in schema["properties"]
     assert "local" in schema["properties"]["image"]["properties"]
     assert "create" in schema["properties"]["ingress"]["properties"]["gateway"]["properties"]
+
+
+# --------------------------------------------------------------------------- the docs' demos
+
+
+def test_the_docs_show_what_grpcurl_prints():
+    """grpcurl prints a failed call as `ERROR:` then `Code:` and `Message:` on lines of their
+    own; with reflection (no -proto) the reflection stream is the first call, so its refusal is
+    what grpcurl reports. The demos that need a cluster say so."""
+    text = (deploylib.ROOT / "docs" / "deploy.md").read_text()
+    assert "ERROR: Code:" not in text, "grpcurl does not print the code on the ERROR: line"
+    for code, message in (
+        ("PermissionDenied", "RBAC: access denied"),
+        ("Unauthenticated", "Jwt is expired"),
+        ("ResourceExhausted", "local_rate_limited"),
+    ):
+        assert f"#   ERROR:\n#     Code: {code}\n#     Message: {message}" in text, code
+    assert "failed to query for\n#   service descriptor" in text, "the reflection call's refusal"
+    for section in ("## 4. The JWT", "**The rate limit.**"):
+        body = text.split(section, 1)[1][:4000]
+        assert "needs cluster" in body, section
+    limit = text.split("**The rate limit.**", 1)[1][:3000]
+    assert "per gateway pod" in limit and "N times the rate" in limit and "before the JWT check" in limit
