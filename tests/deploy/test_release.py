@@ -407,3 +407,14 @@ def test_the_docs_show_what_grpcurl_prints():
         assert "needs cluster" in body, section
     limit = text.split("**The rate limit.**", 1)[1][:3000]
     assert "per gateway pod" in limit and "N times the rate" in limit and "before the JWT check" in limit
+
+
+def test_names_fit_a_label_for_the_longest_release_name():
+    """Helm allows release names of 53 characters; every name the chart makes from one must
+    still fit the 63 of a label value (the Job's name becomes its pods' job-name label)."""
+    release = "a-very-long-release-name-for-the-shop-of-someone-else"
+    assert len(release) == 53
+    for doc in _render(release=release, namespace="shop"):
+        assert len(doc.name) <= 63, doc.name
+        for value in ((doc.body["metadata"].get("labels")) or {}).values():
+            assert len(str(value)) <= 63, (doc, value)

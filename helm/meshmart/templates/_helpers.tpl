@@ -7,12 +7,16 @@ PostgreSQL setup Job) is named after the release (meshmart.fullname), so that tw
 never share a name, even when their policies live in a shared gateway's namespace.
 */}}
 
-{{/* The release's name for what is not a service's own: the release name when it contains the chart's ("meshmart"), else <release>-meshmart. */}}
+{{/*
+The release's name for what is not a service's own: the release name when it contains the
+chart's ("meshmart"), else <release>-meshmart; at most 36 characters, so that the longest name
+made from it (the setup Job's, <fullname>-postgres-setup-<checksum>) fits the 63 of a label.
+*/}}
 {{- define "meshmart.fullname" -}}
 {{- if contains .Chart.Name .Release.Name -}}
-{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- .Release.Name | trunc 36 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 50 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 36 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
