@@ -8,8 +8,9 @@
 #       seven services each started as `meshctl serve <service>` (what `meshctl up` runs,
 #       but with a DATABASE_URL of its own, which `up` cannot give each service).
 #
-# On each: `loadgen --mix place-order`, closed loop at each concurrency, a warm-up run and
-# then a measured run; loadgen restocks the demo products first and, after the load, reads
+# On each: `loadgen --mix place-order`, closed loop at each concurrency and open loop at each
+# rate (below what the flow can drain, so that its latency is not its backlog), a warm-up
+# run and then a measured run; loadgen restocks the demo products first and, after the load, reads
 # back every order it placed to time created -> COMPLETED from the orders' histories.
 # Release build (as `meshctl up` is run). Traffic goes to 127.0.0.1 only; every run and
 # every wait is bounded in time. Not part of the tests: timings belong in a report.
@@ -19,7 +20,8 @@
 # BENCH_ORDERS_SECTION to a file, and this writes the section there.
 #
 # Settings (environment): BENCH_ORDERS_DURATION (20s), BENCH_ORDERS_WARMUP (3s),
-# BENCH_ORDERS_CONCURRENCY ("1 8"), BENCH_ORDERS_SETUPS ("embedded jetstream"),
+# BENCH_ORDERS_RUNS ("open:5 closed:1 closed:8": orders per second, or callers; in this order,
+# since a closed-loop run can leave a backlog that the flow drains during the next), BENCH_ORDERS_SETUPS ("embedded jetstream"),
 # BENCH_ORDERS_PORT_OFFSET (2000: gRPC on 52051-52057, metrics on 11051-11057),
 # BENCH_OUT (docs/benchmarks.md), BENCH_ORDERS_SECTION (unset), BENCH_ORDERS_BIN (unset:
 # build; else a folder with meshctl and loadgen to run instead, for trying the script out).
@@ -30,7 +32,7 @@ cd "$ROOT"
 
 DURATION="${BENCH_ORDERS_DURATION:-20s}"
 WARMUP="${BENCH_ORDERS_WARMUP:-3s}"
-LEVELS="${BENCH_ORDERS_CONCURRENCY:-1 8}"
+RUNS="${BENCH_ORDERS_RUNS:-open:5 closed:1 closed:8}"
 SETUPS="${BENCH_ORDERS_SETUPS:-embedded jetstream}"
 OFFSET="${BENCH_ORDERS_PORT_OFFSET:-2000}"
 OUT="${BENCH_OUT:-docs/benchmarks.md}"
@@ -43,6 +45,9 @@ SERVICES=(inventory catalog orders payments fulfillment notifications orchestrat
 declare -A GRPC_PORT=([catalog]=50051 [inventory]=50052 [orders]=50053 [payments]=50054
   [fulfillment]=50055 [notifications]=50056 [orchestrator]=50057)
 port() { echo $(( GRPC_PORT[$1] + OFFSET )); }
+# pace closed:N | open:R: loadgen's flags for that load; label: the same for people.
+pace() { case "$1" in closed:*) echo "--concurrency ${1#closed:}" ;; open:*) echo "--rate ${1#open:}" ;; esac; }
+label() { case "$1" in closed:*) echo "closed, ${1#closed:}" ;; open:*) echo "open, ${1#open:}/s" ;; esac; }
 metrics_port() { echo $(( 9000 + GRPC_PORT[$1] - 50000 + OFFSET )); }
 
 # --- the inner run of setup (b), inside with-postgres.sh and with-nats.sh ----------------
@@ -75,13 +80,14 @@ if [[ "${1:-}" == "--jetstream" ]]; then
     --target-inventory "http://127.0.0.1:$(port inventory)" --wait-timeout 60s 2>> "$WORK/loadgen.log"
   # The consumers (payments, fulfillment, orchestrator) are not waited for by loadgen; the
   # warm-up run's orders wait for them in the stream, and its figures are thrown away.
-  for c in $LEVELS; do
-    "$BIN/loadgen" --mix place-order --concurrency "$c" --duration "$WARMUP" --settle-timeout 60s \
+  for run in $RUNS; do
+    read -ra flags <<<"$(pace "$run")"
+    "$BIN/loadgen" --mix place-order "${flags[@]}" --duration "$WARMUP" --settle-timeout 120s \
       --target-orders "http://127.0.0.1:$(port orders)" --target-inventory "http://127.0.0.1:$(port inventory)" \
       > /dev/null 2>> "$WORK/loadgen.log"
-    "$BIN/loadgen" --mix place-order --concurrency "$c" --duration "$DURATION" --settle-timeout 60s --json \
+    "$BIN/loadgen" --mix place-order "${flags[@]}" --duration "$DURATION" --settle-timeout 120s --json \
       --target-orders "http://127.0.0.1:$(port orders)" --target-inventory "http://127.0.0.1:$(port inventory)" \
-      > "$WORK/jetstream-c$c.json" 2>> "$WORK/loadgen.log"
+      > "$WORK/jetstream-${run/:/-}.json" 2>> "$WORK/loadgen.log"
   done
   stop_all
   exit 0
@@ -132,14 +138,15 @@ for setup in $SETUPS; do
         sleep 0.1
       done
       "$BIN/loadgen" wait --mix place-order "${TARGETS[@]}" --wait-timeout 60s 2>> "$WORK/loadgen.log"
-      for c in $LEVELS; do
-        echo "bench-orders: embedded, $c callers" >&2
-        COMMANDS+=("target/release/loadgen --mix place-order --concurrency $c --duration $WARMUP --settle-timeout 60s ${TARGETS[*]}")
-        "$BIN/loadgen" --mix place-order --concurrency "$c" --duration "$WARMUP" --settle-timeout 60s "${TARGETS[@]}" \
+      for run in $RUNS; do
+        echo "bench-orders: embedded, $(label "$run")" >&2
+        read -ra flags <<<"$(pace "$run")"
+        COMMANDS+=("target/release/loadgen --mix place-order ${flags[*]} --duration $WARMUP --settle-timeout 120s ${TARGETS[*]}")
+        "$BIN/loadgen" --mix place-order "${flags[@]}" --duration "$WARMUP" --settle-timeout 120s "${TARGETS[@]}" \
           > /dev/null 2>> "$WORK/loadgen.log"
-        COMMANDS+=("target/release/loadgen --mix place-order --concurrency $c --duration $DURATION --settle-timeout 60s --json ${TARGETS[*]}")
-        "$BIN/loadgen" --mix place-order --concurrency "$c" --duration "$DURATION" --settle-timeout 60s --json "${TARGETS[@]}" \
-          > "$WORK/embedded-c$c.json" 2>> "$WORK/loadgen.log"
+        COMMANDS+=("target/release/loadgen --mix place-order ${flags[*]} --duration $DURATION --settle-timeout 120s --json ${TARGETS[*]}")
+        "$BIN/loadgen" --mix place-order "${flags[@]}" --duration "$DURATION" --settle-timeout 120s --json "${TARGETS[@]}" \
+          > "$WORK/embedded-${run/:/-}.json" 2>> "$WORK/loadgen.log"
       done
       kill -TERM "$UP_PID"
       wait "$UP_PID" || echo "bench-orders: meshctl up exited with $?" >&2
@@ -178,10 +185,11 @@ Generated by \`scripts/bench-orders.sh\` on $(date -u +%Y-%m-%d) at commit \`$co
 $(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr), load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (other work on the machine shows here); $build;
 not pinned (the seven services, PostgreSQL and NATS, and the load generator share every CPU). ${measure_secs}s with the build.
 
-\`loadgen --mix place-order\`, closed loop: each caller places an order (CreateOrder of one unit of a random
-demo product, paid with \`tok_visa_approved\`) and places the next as soon as the call returns. After
+\`loadgen --mix place-order\`: each call places an order (CreateOrder of one unit of a random demo product,
+paid with \`tok_visa_approved\`); *closed, N*: N callers, each placing its next order as soon as its call
+returns; *open, R/s*: R orders a second on a fixed schedule, whatever the flow does. After
 $WARMUP of warm-up (a separate run), $DURATION measured; then loadgen reads back every order it placed
-(GetOrder, for at most 60 s) and takes **created → COMPLETED** from the order's history: the COMPLETED
+(GetOrder, for at most 120 s) and takes **created → COMPLETED** from the order's history: the COMPLETED
 entry's time minus the PENDING entry's, both recorded by the services (millisecond resolution), so the
 load generator's polling is not in it. Each entry's time is the event time of the service that caused
 it, so the hops are: *PENDING → PAID* is orders' relay publishing OrderCreated, payments' consumer
@@ -199,22 +207,22 @@ for setup in $SETUPS; do
   esac
   echo "### $title"
   echo
-  echo "| callers | orders placed | completed / failed / not final | **orders/s** | **created → COMPLETED p50 ms** | p99 ms | max ms | CreateOrder p50 ms | CreateOrder p99 ms | CreateOrder errors | hops p50 ms: PENDING → PAID / PAID → SHIPPED / SHIPPED → COMPLETED | hops p99 ms |"
+  echo "| load (callers, or orders/s) | orders placed | completed / failed / not final | **orders/s** | **created → COMPLETED p50 ms** | p99 ms | max ms | CreateOrder p50 ms | CreateOrder p99 ms | CreateOrder errors | hops p50 ms: PENDING → PAID / PAID → SHIPPED / SHIPPED → COMPLETED | hops p99 ms |"
   echo "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|"
-  for c in $LEVELS; do
-    f="$WORK/$setup-c$c.json"
-    jq -r --arg c "$c" '
+  for run in $RUNS; do
+    f="$WORK/$setup-${run/:/-}.json"
+    jq -r --arg c "$(label "$run")" '
       def ms: . / 1000 | (. * 10 | round) / 10;
       "| \($c) | \(.orders.placed) | \(.orders.completed) / \(.orders.failed) / \(.orders.unfinished) | **\(.orders.completed_per_sec)** | **\(.orders.end_to_end_us.p50 | ms)** | \(.orders.end_to_end_us.p99 | ms) | \(.orders.end_to_end_us.max | ms) | \(.total.latency_us.p50 | ms) | \(.total.latency_us.p99 | ms) | \(.total.requests - .total.ok) | \(.orders.hops_us["PENDING->PAID"].p50 | ms) / \(.orders.hops_us["PAID->SHIPPED"].p50 | ms) / \(.orders.hops_us["SHIPPED->COMPLETED"].p50 | ms) | \(.orders.hops_us["PENDING->PAID"].p99 | ms) / \(.orders.hops_us["PAID->SHIPPED"].p99 | ms) / \(.orders.hops_us["SHIPPED->COMPLETED"].p99 | ms) |"' "$f"
   done
   echo
   echo "Target: created → COMPLETED p50 ≤ $target ms."
   echo
-  echo "| callers | p50 | |"
-  echo "|---:|---:|---|"
-  for c in $LEVELS; do
-    p50="$(jq -r .orders.end_to_end_us.p50 "$WORK/$setup-c$c.json")"
-    echo "| $c | $(ms "$p50") ms | $(met "$p50" "$target") |"
+  echo "| load | p50 | |"
+  echo "|---|---:|---|"
+  for run in $RUNS; do
+    p50="$(jq -r .orders.end_to_end_us.p50 "$WORK/$setup-${run/:/-}.json")"
+    echo "| $(label "$run") | $(ms "$p50") ms | $(met "$p50" "$target") |"
   done
   echo
 done
