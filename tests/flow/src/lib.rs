@@ -195,6 +195,15 @@ impl Shop {
         }
     }
 
+    /// `http://127.0.0.1:port` of `service` (`"orders"`, `"inventory"`, ...), for a client
+    /// of its own, such as the load generator's.
+    pub fn endpoint(&self, service: &str) -> Option<String> {
+        self.servers
+            .iter()
+            .find(|(name, _)| *name == service)
+            .map(|(_, server)| server.endpoint())
+    }
+
     /// Stops every service, each draining as on SIGTERM.
     pub async fn stop(self) {
         // The JetStream turn passes on only once every service has stopped.
