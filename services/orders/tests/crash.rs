@@ -1,8 +1,9 @@
 //! A crash between the commit of an order and the publishing of its events loses nothing:
-//! the orders binary, built with crash points (`--features fault-injection`), aborts right
-//! after the commit (`orders.after_commit`); nothing is on the bus yet; started again, its
-//! relay publishes the three events from the outbox, and the caller's retry gets the order
-//! the first attempt placed, its stock held once.
+//! the orders binary, whose test build has crash points (`fault-injection`, through the
+//! dev-dependency on meshmart), aborts right after the commit (`orders.after_commit`);
+//! nothing is on the bus yet; started again, its relay publishes the three events from the
+//! outbox, and the caller's retry gets the order the first attempt placed, its stock held
+//! once.
 
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
