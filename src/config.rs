@@ -14,6 +14,9 @@ use std::{
     time::Duration,
 };
 
+mod flow;
+pub use flow::FlowConfig;
+
 /// A variable that could not be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {variable}={value:?}: {expected}")]

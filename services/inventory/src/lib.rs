@@ -115,6 +115,7 @@ pub async fn serve(
     let mut host = ServiceHost::new(&config.server);
     let metrics = metrics::Metrics::register(host.registry());
     let interval = sweep_interval(config.reservation_ttl);
+    let (sampled, sampling) = (store.clone(), metrics.clone());
     // Every replica sweeps; the guarded state change lets each reservation expire once.
     host.add_service(InventoryServiceServer::new(Inventory::new(
         store.clone(),
@@ -122,6 +123,9 @@ pub async fn serve(
     )))
     .run_beside("reservation sweeper", move |stopping| {
         sweep(store, metrics, interval, stopping)
+    })
+    .run_beside("active reservations", move |stopping| {
+        sampling.sample_active(sampled, stopping)
     })
     .serve(listeners, shutdown)
     .await
