@@ -22,6 +22,8 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tower::ServiceBuilder;
 use tower_service::Service;
 
+/// What completes when a service should stop: `serve` takes it as its shutdown.
+pub use crate::shutdown::Signal;
 use crate::{Error, Result, config::ServerConfig, context::ServerContextLayer, health::Health};
 pub use call::{CallLayer, InFlight};
 pub use flow::FlowHost;

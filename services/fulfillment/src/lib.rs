@@ -20,7 +20,7 @@ use meshmart::{
     config::{ConfigError, Env, FlowConfig, ServerConfig, ServiceInfo},
     events::{ConsumerDefaults, metadata::subjects},
     proto::fulfillment::fulfillment_service_server::FulfillmentServiceServer,
-    server::{FlowHost, Listeners},
+    server::{FlowHost, Listeners, Signal},
 };
 
 pub use error::{Error, Result};
@@ -30,10 +30,7 @@ pub use store::Store;
 use crate::handlers::Handlers;
 
 /// The fulfillment service's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "fulfillment",
-    grpc_port: 50055,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("fulfillment", 50055);
 
 /// What the consumer group `fulfillment` reads.
 pub const SUBJECTS: [&str; 3] = [
@@ -70,11 +67,7 @@ impl Config {
 
 /// Opens the database and the event bus, and serves fulfillment on `listeners`, consuming
 /// its group and relaying its outbox beside, until `shutdown` completes.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
     let store = Store::connect(&config.flow.database).await?;
     let mut flow = FlowHost::open(&config.flow, store.pools()).await?;
     let handlers = Handlers {

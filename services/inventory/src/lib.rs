@@ -17,7 +17,7 @@ use std::time::Duration;
 use meshmart::{
     config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
     proto::inventory::inventory_service_server::InventoryServiceServer,
-    server::{Listeners, ServiceHost},
+    server::{Listeners, ServiceHost, Signal},
 };
 
 pub use error::{Error, Result};
@@ -61,10 +61,7 @@ pub mod fuzzing {
 }
 
 /// The inventory service's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "inventory",
-    grpc_port: 50052,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("inventory", 50052);
 
 /// Everything the inventory service is configured with.
 #[derive(Debug, Clone)]
@@ -104,11 +101,7 @@ fn sweep_interval(ttl: Duration) -> Duration {
 }
 
 /// Opens the database and serves inventory on `listeners` until `shutdown` completes.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
     let store = Store::connect(&config.database)
         .await?
         .with_reservation_ttl(config.reservation_ttl);
@@ -132,12 +125,7 @@ pub async fn serve(
 }
 
 /// Gives back the stock of expired reservations, every `interval`, until `stopping`.
-async fn sweep(
-    store: Store,
-    metrics: metrics::Metrics,
-    interval: Duration,
-    stopping: meshmart::shutdown::Signal,
-) {
+async fn sweep(store: Store, metrics: metrics::Metrics, interval: Duration, stopping: Signal) {
     let mut sweeps = meshmart::shutdown::Periodic::new(interval, stopping);
     while sweeps.next().await {
         match store.expire_reservations().await {

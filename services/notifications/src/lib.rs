@@ -25,7 +25,7 @@ use meshmart::{
     config::{ConfigError, Env, FlowConfig, ServerConfig, ServiceInfo},
     events::ConsumerDefaults,
     proto::notifications::notification_service_server::NotificationServiceServer,
-    server::{FlowHost, Listeners},
+    server::{FlowHost, Listeners, Signal},
 };
 
 pub use consume::SUBJECTS;
@@ -34,10 +34,7 @@ pub use service::Notifications;
 pub use store::Store;
 
 /// The notifications service's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "notifications",
-    grpc_port: 50056,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("notifications", 50056);
 
 /// Everything notifications is configured with: the flow's shared part, its group trying
 /// as the shop's defaults say (a message can wait out a dependency's two-minute outage).
@@ -55,11 +52,7 @@ impl Config {
 
 /// Opens the database and the event bus, and serves notifications on `listeners`, with
 /// the consumer group beside it, until `shutdown` completes.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
     let store = Store::connect(&config.flow.database).await?;
     let mut flow = FlowHost::open(&config.flow, store.pools()).await?;
     let handler = consume::Handler {

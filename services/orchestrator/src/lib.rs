@@ -28,7 +28,7 @@ use meshmart::{
             orchestrator_service_server::OrchestratorServiceServer,
         },
     },
-    server::{FlowHost, Listeners},
+    server::{FlowHost, Listeners, Signal},
 };
 
 pub use consume::SUBJECTS;
@@ -38,10 +38,7 @@ pub use service::Orchestrator;
 pub use store::Store;
 
 /// The orchestrator's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "orchestrator",
-    grpc_port: 50057,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("orchestrator", 50057);
 
 /// Everything the orchestrator is configured with; its group tries as the shop's defaults
 /// say, so an inventory down for about two minutes is waited out.
@@ -64,11 +61,7 @@ impl Config {
 /// Opens the database and the event bus, and serves the sagas and the dead letters on
 /// `listeners`, with the consumer group, the outbox relay and the metrics sampler beside
 /// them, until `shutdown` completes.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
     let store = Store::connect(&config.flow.database).await?;
     let mut flow = FlowHost::open(&config.flow, store.pools()).await?;
     let inventory =

@@ -31,7 +31,7 @@ use meshmart::{
         inventory::inventory_service_client::InventoryServiceClient,
         orders::order_service_server::OrderServiceServer,
     },
-    server::{FlowHost, Listeners},
+    server::{FlowHost, Listeners, Signal},
 };
 
 pub use error::{Error, Result};
@@ -40,10 +40,7 @@ pub use service::Orders;
 pub use store::Store;
 
 /// The orders service's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "orders",
-    grpc_port: 50053,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("orders", 50053);
 
 /// What the consumer group reads: how the order moves on. `payments.declined` is not among
 /// them: a decline is no state of the order; the orchestrator's OrderFailed that follows
@@ -91,11 +88,7 @@ impl Config {
 
 /// Opens the database and the event bus, and serves orders on `listeners` until `shutdown`
 /// completes, with the outbox relay and the consumer group beside it.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
     let store = Store::connect(&config.flow.database).await?;
     let mut flow = FlowHost::open(&config.flow, store.pools()).await?;
     let catalog = CatalogServiceClient::new(meshmart::client::connect_lazy(&config.catalog_addr)?);

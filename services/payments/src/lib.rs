@@ -26,7 +26,7 @@ use meshmart::{
     config::{ConfigError, Env, FlowConfig, ServerConfig, ServiceInfo},
     events::{ConsumerDefaults, metadata::subjects},
     proto::payments::payment_service_server::PaymentServiceServer,
-    server::{FlowHost, Listeners},
+    server::{FlowHost, Listeners, Signal},
 };
 
 pub use error::{Error, Result};
@@ -36,10 +36,7 @@ pub use store::Store;
 use crate::{handlers::Handlers, provider::Provider};
 
 /// The payments service's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "payments",
-    grpc_port: 50054,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("payments", 50054);
 
 /// What the consumer group `payments` reads.
 pub const SUBJECTS: [&str; 2] = [subjects::PAYMENT_REQUESTED, subjects::REFUND_REQUESTED];
@@ -89,11 +86,7 @@ impl Config {
 
 /// Opens the database and the event bus, and serves payments on `listeners`, consuming its
 /// group and relaying its outbox beside, until `shutdown` completes.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
     let store = Store::connect(&config.flow.database).await?;
     let mut flow = FlowHost::open(&config.flow, store.pools()).await?;
     let handlers = Handlers {
