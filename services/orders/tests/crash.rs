@@ -52,7 +52,7 @@ async fn spawn(shop: &Shop, crash_at: Option<&str>) -> Orders {
         .env_clear()
         .env("GRPC_ADDR", format!("127.0.0.1:{port}"))
         .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("DATABASE_URL", &shop.config.database.url)
+        .env("DATABASE_URL", &shop.config.flow.database.url)
         .env("DATA_DIR", shop.dir.path())
         .env("CATALOG_ADDR", shop.catalog.endpoint())
         .env("INVENTORY_ADDR", shop.inventory.endpoint())
