@@ -10,6 +10,7 @@
 #     both open loop at one fixed rate, the default mix, CPU time and context switches
 #     per call of every service, peak memory under load;
 #   - a CPU profile of catalog and inventory under load, when perf is installed;
+#   - placing orders end to end on both setups (scripts/bench-orders.sh);
 #   - docs/benchmarks.md with the machine, versions, exact commands, tables and targets.
 # Takes about 2 minutes after the build. Traffic goes to 127.0.0.1 only; every run is
 # bounded in time. Not part of the test command (timings belong in a report, not a test).
@@ -18,7 +19,9 @@
 # BENCH_CONCURRENCY ("1 16 64"), BENCH_RATE (2000 calls/s, open loop),
 # BENCH_PORT_BASE (51050: echo, +1 catalog, +2 inventory, +10.. start-up runs; metrics +100),
 # BENCH_SERVICE_CPUS (1), BENCH_LOADGEN_CPUS (0), BENCH_PIN (1; 0 lets every process use
-# every CPU), BENCH_PROFILE (1 when perf is installed), BENCH_OUT (docs/benchmarks.md).
+# every CPU), BENCH_PROFILE (1 when perf is installed), BENCH_OUT (docs/benchmarks.md),
+# BENCH_ORDERS (1: also run scripts/bench-orders.sh, placing orders on both setups, about 3
+# minutes more; its BENCH_ORDERS_* settings are at its top).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -34,6 +37,7 @@ LOADGEN_CPUS="${BENCH_LOADGEN_CPUS:-0}"
 PIN="${BENCH_PIN:-1}"
 OUT="${BENCH_OUT:-docs/benchmarks.md}"
 PROFILE="${BENCH_PROFILE:-1}"
+ORDERS="${BENCH_ORDERS:-1}"
 BIN="${CARGO_TARGET_DIR:-target}/dist"
 CLK_TCK="$(getconf CLK_TCK)"
 
@@ -210,6 +214,13 @@ done
 PIDS=()
 measure_secs=$(( $(date +%s) - measure_start ))
 
+# --- placing orders: both setups, by the sibling script, into a section of the report ---
+if [[ "$ORDERS" == 1 ]]; then
+  echo "bench: placing orders (scripts/bench-orders.sh)" >&2
+  COMMANDS+=("scripts/bench-orders.sh   # the \"Placing orders\" section; its own commands are listed there")
+  BENCH_ORDERS_SECTION="$WORK/orders.md" scripts/bench-orders.sh
+fi
+
 # --- report ---------------------------------------------------------------------------
 j() { jq -r "$2" "$WORK/$1.json"; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.3f", us / 1000 }'; }
@@ -346,9 +357,12 @@ cat <<EOF
 |---|---:|---:|---:|---:|---:|
 EOF
 jq -r '(.scenarios[], .total) | "| \(.name) | \(.requests) | \(.throughput) | \(.latency_us.p50 / 1000) | \(.latency_us.p99 / 1000) | \(.requests - .ok) |"' "$WORK/mix-c16.json"
-echo
-echo "\`place-order\` is pending: there is no orders service yet. It becomes a variant of \`Scenario\` in"
-echo "\`bench/loadgen/src/scenario.rs\` and its call in \`client.rs\` once there is."
+if [[ -s "$WORK/orders.md" ]]; then
+  echo
+  echo "<!-- orders:begin (scripts/bench-orders.sh) -->"
+  cat "$WORK/orders.md"
+  echo "<!-- orders:end -->"
+fi
 cat <<EOF
 
 ## Footprint

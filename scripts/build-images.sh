@@ -5,7 +5,7 @@
 #   scripts/build-images.sh catalog                 one service
 #   scripts/build-images.sh loadgen                 the load generator (chart value loadgen.enabled)
 #   scripts/build-images.sh --all-platforms --push  linux/amd64 and linux/arm64, pushed to $REGISTRY
-#   scripts/build-images.sh --platform linux/arm64  another platform (built under QEMU emulation)
+#   scripts/build-images.sh --platform linux/arm64  another platform (cross-compiled, not emulated)
 #   scripts/build-images.sh --list                  print the image names, build nothing
 #   scripts/build-images.sh --dry-run ...           print the docker commands, run nothing
 #
@@ -88,12 +88,18 @@ else
   output=(--load)
 fi
 
+# No provenance or SBOM attestations: with them, an image loaded into Docker's containerd image
+# store is an index with attestation manifests, which `kind load` and `minikube image load`
+# cannot import ("content digest ... not found"). A registry that wants them can be given them
+# by the CI that signs releases.
 for service in "${services[@]}"; do
   image="$REGISTRY/$service:$TAG"
   echo ">> $image ($platforms)" >&2
   run docker buildx build \
     --file "$ROOT/Dockerfile" \
     --platform "$platforms" \
+    --provenance=false \
+    --sbom=false \
     --build-arg "SERVICE=$service" \
     --tag "$image" \
     "${output[@]}" \

@@ -19,8 +19,9 @@ require() {
   fi
 }
 
-# Istio's demo profile: istiod, an ingress gateway (istio-system/istio-ingressgateway) and
-# small proxy requests. Idempotent: re-running reconciles the same install.
+# Istio's demo profile: istiod and small proxy requests. (It has a shared ingress gateway,
+# istio-system/istio-ingressgateway, which meshmart does not use: the chart brings its own,
+# meshmart/meshmart-gateway.) Idempotent: re-running reconciles the same install.
 install_istio() {
   local have
   have="$(istioctl version --remote=false 2>/dev/null | grep -Eo '[0-9]+\.[0-9]+\.[0-9]+' | head -n 1 || true)"
@@ -53,6 +54,8 @@ deploy_meshmart() {
   kubectl apply -k "$ROOT/istio"
   kubectl -n "$NAMESPACE" rollout status statefulset/postgres --timeout=300s
   kubectl -n "$NAMESPACE" rollout status statefulset/nats --timeout=300s
+  # The roles and databases (the setup Job, idempotent), then every Deployment, the gateway's too.
+  kubectl -n "$NAMESPACE" wait --for=condition=Complete job -l app=meshmart-postgres-setup --timeout=300s
   kubectl -n "$NAMESPACE" wait --for=condition=Available deployment --all --timeout=300s
   kubectl -n "$NAMESPACE" get pods
 }
@@ -69,5 +72,6 @@ In another terminal:
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" localhost:$LOCAL_PORT list
   grpcurl -plaintext -H "authorization: Bearer \$TOKEN" -d '{}' localhost:$LOCAL_PORT meshmart.catalog.v1.CatalogService/ListProducts
 MSG
-  exec kubectl -n istio-system port-forward svc/istio-ingressgateway "$LOCAL_PORT:80"
+  # The release's own ingress gateway (helm/meshmart, ingress.gateway.create).
+  exec kubectl -n "$NAMESPACE" port-forward svc/meshmart-gateway "$LOCAL_PORT:80"
 }

@@ -23,8 +23,17 @@ kubectl config use-context "kind-$CLUSTER_NAME"
 install_istio
 build_images
 say "loading the images into the kind nodes"
+# Through an archive: `kind load docker-image` fails on Docker's containerd image store
+# whenever an image carries more than the node's platform; `docker save` writes just the image.
+archive_dir="$(mktemp -d)"
+trap 'rm -rf "$archive_dir"' EXIT
 for image in $(image_names); do
-  kind load docker-image --name "$CLUSTER_NAME" "$image"
+  archive="$archive_dir/$(echo "$image" | tr '/:' '__').tar"
+  docker save --output "$archive" "$image"
+  kind load image-archive --name "$CLUSTER_NAME" "$archive"
+  rm -f "$archive"
 done
+rmdir "$archive_dir"
+trap - EXIT
 deploy_meshmart kind
 port_forward

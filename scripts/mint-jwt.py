@@ -10,7 +10,8 @@ key pair is below, and the chart's default JWKS is its public half.
     grpcurl -plaintext -H "authorization: Bearer $TOKEN" localhost:8080 list
 
 Only the Python standard library is used (RS256 is a modular exponentiation),
-so any python3 works. Options: --sub, --ttl SECONDS, --expired, --jwks.
+so any python3 works. Options: --sub, --ttl SECONDS, --expired, --canary
+(the claim meshmart_canary: true, which lets a call pin the canary), --jwks.
 
 DEMO ONLY: the private key is public. A real cluster sets jwt.issuer and
 jwt.jwksUri (or jwt.jwks) to its own identity provider.
@@ -72,9 +73,12 @@ def sign_rs256(message: bytes) -> bytes:
     return pow(int.from_bytes(em, "big"), d, n).to_bytes(k, "big")
 
 
-def mint(sub: str, ttl: int, now: int) -> str:
+def mint(sub: str, ttl: int, now: int, *, canary: bool = False) -> str:
     header = {"alg": "RS256", "typ": "JWT", "kid": KID}
     claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "nbf": now, "exp": now + ttl}
+    if canary:
+        # The chart's jwt.canaryClaim: the gateway keeps x-meshmart-canary only with it.
+        claims["meshmart_canary"] = True
     signing_input = ".".join(b64url(json.dumps(part, separators=(",", ":")).encode()) for part in (header, claims))
     return signing_input + "." + b64url(sign_rs256(signing_input.encode("ascii")))
 
@@ -84,6 +88,9 @@ def main() -> int:
     parser.add_argument("--sub", default="demo-user", help="subject claim (default: demo-user)")
     parser.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default: 3600)")
     parser.add_argument("--expired", action="store_true", help="mint a token that expired an hour ago")
+    parser.add_argument(
+        "--canary", action="store_true", help="let the call pin the canary (the claim meshmart_canary: true)"
+    )
     parser.add_argument("--jwks", action="store_true", help="print the public JWKS instead of a token")
     args = parser.parse_args()
     if args.jwks:
@@ -94,7 +101,7 @@ def main() -> int:
     now = int(time.time())
     if args.expired:
         now -= 2 * 3600
-    print(mint(args.sub, args.ttl, now))
+    print(mint(args.sub, args.ttl, now, canary=args.canary))
     return 0
 
 

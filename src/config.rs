@@ -14,6 +14,9 @@ use std::{
     time::Duration,
 };
 
+mod flow;
+pub use flow::FlowConfig;
+
 /// A variable that could not be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid configuration: {variable}={value:?}: {expected}")]
@@ -137,6 +140,11 @@ pub struct ServiceInfo {
 }
 
 impl ServiceInfo {
+    /// The service `name` on `grpc_port`.
+    pub const fn new(name: &'static str, grpc_port: u16) -> Self {
+        Self { name, grpc_port }
+    }
+
     /// The default metrics port: 9051 for the service on 50051, and so on, so that every
     /// service can run side by side on one machine with its defaults.
     pub fn metrics_port(&self) -> u16 {

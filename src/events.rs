@@ -33,6 +33,7 @@ use bytes::Bytes;
 
 mod config;
 mod consumer;
+mod consumer_settings;
 pub mod embedded;
 #[cfg(feature = "testing")]
 pub mod suite;
@@ -41,6 +42,7 @@ mod validate;
 pub use bus::{Bus, BusConsumer, connect};
 pub use config::EventsConfig;
 pub use consumer::{EventHandler, HandlerError, Incoming, run_consumer};
+pub use consumer_settings::ConsumerDefaults;
 
 /// Message headers: the trace context (`traceparent`, `tracestate`), and whatever else a
 /// producer adds. Names are lowercase.
@@ -80,20 +82,6 @@ pub struct ConsumerConfig {
 }
 
 impl ConsumerConfig {
-    /// A service's group with the shop's defaults: `ack_wait` 30 s (an event's handler makes
-    /// at most a call or two and one transaction), 8 attempts, redelivered after 1, 2, 5, 10
-    /// and then every 30 s: a dependency down for about two minutes is waited out before
-    /// the event goes to the dead letters, where an operator replays it.
-    pub fn with_defaults(name: &str, subjects: &[&str]) -> Self {
-        Self {
-            name: name.to_owned(),
-            subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
-            ack_wait: Duration::from_secs(30),
-            max_attempts: 8,
-            backoff: [1, 2, 5, 10, 30].map(Duration::from_secs).to_vec(),
-        }
-    }
-
     /// Checks what both brokers need: a name usable as a durable name, at least one subject
     /// filter, each an exact subject or ending in a `>` token (no `*`: the embedded log does
     /// not match it, and both brokers must select the same events), and one attempt at least.

@@ -7,6 +7,7 @@
 //! left behind. The gRPC services themselves are still tonic's.
 
 mod call;
+mod flow;
 
 use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
@@ -21,8 +22,11 @@ use tonic_health::pb::health_check_response::ServingStatus;
 use tower::ServiceBuilder;
 use tower_service::Service;
 
+/// What completes when a service should stop: `serve` takes it as its shutdown.
+pub use crate::shutdown::Signal;
 use crate::{Error, Result, config::ServerConfig, context::ServerContextLayer, health::Health};
 pub use call::{CallLayer, InFlight};
+pub use flow::FlowHost;
 
 /// The response metadata that tells which service and version answered, so a canary split
 /// can be seen from `grpcurl -v`.
@@ -153,13 +157,25 @@ impl ServiceHost {
     }
 
     /// Publishes what the service's transactions write into `outbox`, through `bus`,
-    /// beside the service ([`crate::events::outbox::Outbox::relay`]).
+    /// beside the service ([`crate::events::outbox::Outbox::relay`]), and samples how far
+    /// behind it is into `meshmart_outbox_lag_ms`: registered here, so every service that
+    /// relays exports the same gauge under the same name.
     pub fn relay_beside<B: crate::events::EventBus>(
-        self,
+        mut self,
         outbox: crate::events::outbox::Outbox,
         bus: B,
     ) -> Self {
+        let lag = prometheus_client::metrics::gauge::Gauge::<i64>::default();
+        self.registry.register(
+            crate::events::outbox::LAG_METRIC,
+            "How long the oldest unpublished event has waited in the outbox, in milliseconds",
+            lag.clone(),
+        );
+        let sampled = outbox.clone();
         self.run_beside("outbox relay", move |stopping| outbox.relay(bus, stopping))
+            .run_beside("outbox lag", move |stopping| {
+                sampled.sample_lag(lag, stopping)
+            })
     }
 
     /// Adds a gRPC service; it reports SERVING once the server is listening, and server

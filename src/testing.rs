@@ -224,3 +224,135 @@ pub async fn jetstream_turn(url: &str) -> tokio::sync::MutexGuard<'static, ()> {
     }
     turn
 }
+
+/// The event brokers a service test runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Broker {
+    /// The embedded log, in a file of the test's own folder.
+    Embedded,
+    /// The JetStream server at this URL (`MESHMART_TEST_NATS_URL`).
+    JetStream(String),
+}
+
+/// The embedded log always, and JetStream when `MESHMART_TEST_NATS_URL` names a server
+/// (skipped loudly otherwise, and a failure if `MESHMART_REQUIRE_NATS` is set).
+pub fn brokers() -> Vec<Broker> {
+    let mut brokers = vec![Broker::Embedded];
+    if let Some(url) = crate::events::suite::nats_test_url() {
+        brokers.push(Broker::JetStream(url));
+    }
+    brokers
+}
+
+/// Every (broker, database backend) pair a service test runs on.
+pub fn setups() -> Vec<(Broker, Backend)> {
+    let backends = backends();
+    brokers()
+        .into_iter()
+        .flat_map(|broker| {
+            backends
+                .iter()
+                .map(move |backend| (broker.clone(), *backend))
+        })
+        .collect()
+}
+
+/// A JetStream turn ([`jetstream_turn`]), held for as long as a test runs.
+pub type Turn = tokio::sync::MutexGuard<'static, ()>;
+
+/// The broker configuration for one test on `broker`: the embedded log in `dir`, or the
+/// JetStream server, on fresh streams, with the test's turn on it.
+pub async fn events(
+    broker: &Broker,
+    dir: &std::path::Path,
+) -> (crate::events::EventsConfig, Option<Turn>) {
+    use crate::events::{EventsConfig, embedded::EmbeddedConfig};
+    match broker {
+        Broker::Embedded => (
+            EventsConfig::Embedded(EmbeddedConfig::at(dir.join("events.db"))),
+            None,
+        ),
+        // The services' subjects and groups are the shop's: tests take turns.
+        Broker::JetStream(url) => (
+            EventsConfig::JetStream { url: url.clone() },
+            Some(jetstream_turn(url).await),
+        ),
+    }
+}
+
+/// One event a test's own consumer group received.
+#[derive(Debug, Clone)]
+pub struct Observed {
+    pub subject: String,
+    pub message_id: String,
+    pub payload: bytes::Bytes,
+}
+
+/// A consumer group `name` of the test's own on `subjects` of `bus`: every event, acked
+/// and handed on, so a test sees what a service published.
+pub async fn observe<B: crate::events::EventBus>(
+    bus: &B,
+    name: &str,
+    subjects: &[&str],
+) -> tokio::sync::mpsc::UnboundedReceiver<Observed> {
+    use crate::events::Consumer;
+    let config = crate::events::ConsumerConfig {
+        name: name.to_owned(),
+        subjects: subjects.iter().map(|s| (*s).to_owned()).collect(),
+        ack_wait: Duration::from_secs(30),
+        max_attempts: 1,
+        backoff: Vec::new(),
+    };
+    let mut consumer = bus.consumer(&config).await.expect("join the test's group");
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(delivery) = consumer.next().await {
+            let observed = Observed {
+                subject: delivery.subject.clone(),
+                message_id: delivery.message_id.clone(),
+                payload: delivery.payload.clone(),
+            };
+            delivery.ack().await.expect("ack what the test observed");
+            if sender.send(observed).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// The body of `GET /metrics` on a service's metrics port.
+pub async fn scrape(metrics_addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(metrics_addr)
+        .await
+        .expect("connect to the metrics port");
+    let request = format!("GET /metrics HTTP/1.0\r\nHost: {metrics_addr}\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .expect("send the scrape");
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .await
+        .expect("read the scrape");
+    response
+}
+
+/// Scrapes until a line of the metrics is exactly `line`, or fails the test after `wait`:
+/// for a gauge sampled beside the service, which shows a change only at its next sample.
+pub async fn metric_until(metrics_addr: SocketAddr, line: &str, wait: Duration) {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let metrics = scrape(metrics_addr).await;
+        if metrics.lines().any(|l| l == line) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {line:?} after {wait:?} in:\n{metrics}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use meshmart::{
+    config::FlowConfig,
     events::{ConsumerConfig, EventBus, EventsConfig, Outgoing, embedded::EmbeddedConfig},
     proto::orchestrator::{
         ListDeadLettersRequest, dead_letter_service_client::DeadLetterServiceClient,
@@ -41,14 +42,16 @@ async fn list_show_and_replay_a_dead_letter() {
     let dir = tempfile::tempdir().unwrap();
     let events = EventsConfig::Embedded(EmbeddedConfig::at(dir.path().join("events.db")));
     let config = orchestrator::Config {
-        server: testing::server_config(orchestrator::SERVICE),
-        database: testing::database(Backend::Sqlite, dir.path(), "dlq").await,
-        events: events.clone(),
-        consumer: ConsumerConfig::with_defaults("orchestrator", &orchestrator::SUBJECTS),
+        flow: FlowConfig {
+            server: testing::server_config(orchestrator::SERVICE),
+            database: testing::database(Backend::Sqlite, dir.path(), "dlq").await,
+            events: events.clone(),
+            consumer: ConsumerConfig::with_defaults("orchestrator", &orchestrator::SUBJECTS),
+        },
         // Never called: the poison event does not get that far.
         inventory_addr: "http://127.0.0.1:9".to_owned(),
     };
-    let server = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
+    let server = TestServer::spawn(&config.flow.server.clone(), |listeners, shutdown| {
         orchestrator::serve(config, listeners, shutdown)
     })
     .await;

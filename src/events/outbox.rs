@@ -9,11 +9,19 @@
 
 use std::{sync::Arc, time::Duration};
 
+use prometheus_client::metrics::gauge::Gauge;
 use sqlx::AnyConnection;
 use tokio::sync::Notify;
 
 use super::{EventBus, Headers, Outgoing};
 use crate::db::{Pools, now_millis};
+
+/// The gauge of [`Outbox::lag_ms`], as `ServiceHost::relay_beside` registers it.
+pub const LAG_METRIC: &str = "meshmart_outbox_lag_ms";
+
+/// How often the outbox lag is sampled for [`LAG_METRIC`]: a scrape cannot wait for the
+/// database, so the gauge holds the last sample, at most this old.
+pub const LAG_SAMPLE: Duration = Duration::from_secs(5);
 
 /// How often the relay looks for rows when nothing woke it: the bound on how late an event
 /// written by another replica (or before a restart) goes out. Events this process writes
@@ -78,6 +86,19 @@ impl Outbox {
         .fetch_one(self.db.read())
         .await?;
         Ok(oldest.map_or(0, |oldest| (now_millis() - oldest).max(0)))
+    }
+
+    /// Sets `gauge` to [`Outbox::lag_ms`] every [`LAG_SAMPLE`] until `stopping`.
+    pub async fn sample_lag(self, gauge: Gauge, stopping: crate::shutdown::Signal) {
+        let mut samples = crate::shutdown::Periodic::new(LAG_SAMPLE, stopping);
+        while samples.next().await {
+            match self.lag_ms().await {
+                Ok(lag) => {
+                    gauge.set(lag);
+                }
+                Err(error) => tracing::debug!(%error, "cannot sample the outbox lag"),
+            }
+        }
     }
 
     /// Publishes what is waiting until `stopping` completes, and then what is left in one

@@ -1,7 +1,8 @@
 """What the deployment checks check: every way the manifests reach a cluster.
 
-A target is one set of documents: the chart rendered with its defaults and with the
-non-default values files in helm/meshmart/ci/, the committed k8s/base and istio/, the kind and
+A target is one set of documents: the chart rendered with its defaults (values.yaml with
+helm/meshmart/ci/local-values.yaml, the laptop's images: the chart requires a registry
+otherwise) and with the other values files in helm/meshmart/ci/, the committed k8s/base and istio/, the kind and
 minikube overlays as kustomize builds them, and the committed manifests with each opt-in
 fault file in place of the VirtualService it replaces.
 """
@@ -19,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import deploylib  # noqa: E402
 from deploylib import CHART, ROOT, Doc  # noqa: E402
 
-INGRESS_PRINCIPAL = "cluster.local/ns/istio-system/sa/istio-ingressgateway-service-account"
+# The release's own ingress gateway (ingress.gateway.create, the default).
+INGRESS_PRINCIPAL = "cluster.local/ns/meshmart/sa/meshmart-gateway"
 
 
 @dataclass
@@ -43,7 +45,7 @@ def _committed_files(*, faults: bool = False) -> list[Path]:
 
 
 def _chart(values: list[Path] | None = None) -> tuple[list[Doc], str]:
-    text = deploylib.helm_template(values or ()).stdout
+    text = deploylib.helm_template(values).stdout
     return deploylib.split_stream(text, "helm template"), text
 
 
@@ -96,7 +98,7 @@ TARGETS = [
 ]
 LAPTOP_TARGETS = [t for t in TARGETS if t not in ("chart-external", "chart-catalog-only")]
 CHART_VALUES = {
-    "default": [],
+    "default": [deploylib.LOCAL_VALUES],
     "external": [CHART / "ci" / "external-values.yaml"],
     "catalog-only": [CHART / "ci" / "catalog-only-values.yaml"],
 }

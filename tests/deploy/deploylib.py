@@ -27,6 +27,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "meshmart"
 RELEASE = "meshmart"
 NAMESPACE = "meshmart"
+# The chart requires image.registry, or image.local for images loaded into kind or minikube;
+# "the defaults" below are the laptop's: values.yaml with this file (the committed k8s/ and
+# istio/ are rendered with it too).
+LOCAL_VALUES = CHART / "ci" / "local-values.yaml"
 # The Kubernetes version whose schemas validate the core kinds (kind's and minikube's current).
 KUBE_VERSION = "1.35.0"
 # The Istio CRDs (Istio 1.30), vendored in tests/deploy/schemas (see its README); ISTIO_CRDS
@@ -68,10 +72,17 @@ def run(
 
 
 def helm_template(
-    values: Iterable[Path] = (), sets: Iterable[str] = (), *, skip_tests: bool = False, check: bool = True
+    values: Iterable[Path] | None = None,
+    sets: Iterable[str] = (),
+    *,
+    skip_tests: bool = False,
+    check: bool = True,
+    release: str = RELEASE,
+    namespace: str = NAMESPACE,
 ) -> subprocess.CompletedProcess:
-    cmd = [tool("helm"), "template", RELEASE, str(CHART), "--namespace", NAMESPACE]
-    for path in values:
+    """`helm template` of the chart; with no values files, the laptop's (LOCAL_VALUES)."""
+    cmd = [tool("helm"), "template", release, str(CHART), "--namespace", namespace]
+    for path in (LOCAL_VALUES,) if values is None else values:
         cmd += ["--values", str(path)]
     for item in sets:
         cmd += ["--set", item]
@@ -907,8 +918,10 @@ def requests(docs: list[Doc], *, namespace: str = NAMESPACE) -> tuple[list[Usage
             cpu += cpu_milli(req.get("cpu", "0"))
             mem += memory_bytes(req.get("memory", "0"))
         inject = pod_labels(workload).get("sidecar.istio.io/inject")
-        if inject == "true" or (namespace_injects and inject != "false"):
-            annotations = (pod_template(workload).get("metadata") or {}).get("annotations") or {}
+        annotations = (pod_template(workload).get("metadata") or {}).get("annotations") or {}
+        if annotations.get("inject.istio.io/templates") == "gateway":
+            pass  # a gateway: its container is the proxy, sized by its own resources
+        elif inject == "true" or (namespace_injects and inject != "false"):
             if "sidecar.istio.io/proxyCPU" not in annotations or "sidecar.istio.io/proxyMemory" not in annotations:
                 errors.append(
                     f"{workload}: gets a sidecar but does not size it (sidecar.istio.io/proxyCPU, proxyMemory)"

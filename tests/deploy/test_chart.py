@@ -155,6 +155,7 @@ def test_disabling_a_default_works():
 def test_notes_show_the_grpcurl_commands():
     proc = deploylib.run(
         [deploylib.tool("helm"), "install", "meshmart", str(CHART), "-n", deploylib.NAMESPACE, "--dry-run=client"]
+        + ["--values", str(deploylib.LOCAL_VALUES)]
     )
     notes = proc.stdout.split("NOTES:", 1)[1]
     assert "helm test meshmart" in notes

@@ -49,16 +49,19 @@ def test_an_expired_token_is_unauthenticated():
     assert proc.returncode != 0 and "Unauthenticated" in proc.stderr, proc.stderr
 
 
-def test_the_canary_header_pins_v2():
-    proc = _grpcurl(
-        "-v",
-        "-H",
-        f"authorization: Bearer {_token()}",
-        "-H",
-        "x-meshmart-canary: v2",
-        "-d",
-        "{}",
-        INGRESS,
-        LIST_PRODUCTS,
+def _pinned_call(token: str) -> subprocess.CompletedProcess:
+    return _grpcurl(
+        "-v", "-H", f"authorization: Bearer {token}", "-H", "x-meshmart-canary: v2", "-d", "{}", INGRESS, LIST_PRODUCTS
     )
+
+
+def test_the_canary_header_pins_v2_for_a_token_that_allows_it():
+    proc = _pinned_call(_token("--canary"))
     assert proc.returncode == 0 and "x-meshmart-version: v2" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_the_canary_header_is_dropped_for_any_other_token():
+    """Without meshmart_canary in the token the gateway drops the header: of 20 calls, v1
+    answers most (v2 gets only its 10% weight)."""
+    answers = [_pinned_call(_token()).stdout for _ in range(20)]
+    assert sum("x-meshmart-version: v1" in a for a in answers) >= 10, answers

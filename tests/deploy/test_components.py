@@ -44,9 +44,13 @@ def _envoy_bootstrap(http_filter: dict) -> dict:
 
 
 def _envoy_validate(http_filter: dict) -> subprocess.CompletedProcess:
+    return _envoy_run_validate(_envoy_bootstrap(http_filter))
+
+
+def _envoy_run_validate(bootstrap: dict) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bootstrap.json"
-        path.write_text(json.dumps(_envoy_bootstrap(http_filter)))
+        path.write_text(json.dumps(bootstrap))
         return deploylib.run(
             [deploylib.tool("envoy"), "--mode", "validate", "-c", str(path), "-l", "error"], check=False
         )
@@ -71,12 +75,62 @@ def test_envoy_accepts_the_gateway_s_filters(name):
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def _patches(name: str, apply_to: str, *, envoy_filter: str = "") -> list[dict]:
+    """The configPatches of the target's EnvoyFilters (or of one of them) that apply to `apply_to`."""
+    return [
+        patch
+        for doc in target(name).docs
+        if doc.kind == "EnvoyFilter" and envoy_filter in ("", doc.name)
+        for patch in doc.spec["configPatches"]
+        if patch["applyTo"] == apply_to
+    ]
+
+
+def _ratelimit(name: str = "committed") -> tuple[dict, dict[str, dict]]:
+    """The rate limit's HTTP filter, and its per-virtual-host configs by vhost name."""
+    (envoy_filter,) = [d.name for d in target(name).docs if d.kind == "EnvoyFilter" and d.name.endswith("ratelimit")]
+    (http_filter,) = [p["patch"]["value"] for p in _patches(name, "HTTP_FILTER", envoy_filter=envoy_filter)]
+    vhosts = {
+        p["match"]["routeConfiguration"]["vhost"]["name"]: p["patch"]["value"]
+        for p in _patches(name, "VIRTUAL_HOST", envoy_filter=envoy_filter)
+    }
+    return json.loads(json.dumps(http_filter)), json.loads(json.dumps(vhosts))
+
+
+def _vhost(name: str, domains: list[str], patch: dict | None = None, routes: list[dict] | None = None) -> dict:
+    """A virtual host as Istio's gateway builds it for a Gateway host (<host>:<port>, domains
+    host and host:*), with an EnvoyFilter's MERGE patch applied."""
+    routes = routes or [{"match": {"prefix": "/"}, "direct_response": {"status": 200}}]
+    vhost = {"name": name, "domains": domains, "routes": routes}
+    return {**vhost, **(patch or {})}
+
+
+def test_envoy_accepts_the_rate_limit_on_our_virtual_hosts():
+    """The rate limit is on this release's virtual hosts (one per Gateway host, named
+    <host>:<port> as Istio names them), not on the listener: Envoy loads the filter and the
+    per-host buckets together."""
+    http_filter, vhosts = _ratelimit()
+    assert set(vhosts) == {"localhost:80", "meshmart-gateway.meshmart.svc.cluster.local:80"}
+    assert "token_bucket" not in http_filter["typed_config"], "no bucket for the whole listener"
+    bootstrap = _envoy_bootstrap(http_filter)
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    manager["route_config"]["virtual_hosts"] = [
+        _vhost(name, [name.rpartition(":")[0], name.rpartition(":")[0] + ":*"], patch) for name, patch in vhosts.items()
+    ] + [_vhost("other", ["*"])]
+    proc = _envoy_run_validate(bootstrap)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def test_envoy_rejects_what_only_envoy_knows_is_wrong():
     """A bucket refilled every millisecond parses as a proto, but Envoy refuses it."""
-    (value,) = [v for v in _http_filter_patches("committed") if v["name"] == "envoy.filters.http.local_ratelimit"]
-    value = json.loads(json.dumps(value))
-    value["typed_config"]["token_bucket"]["fill_interval"] = "0.001s"
-    proc = _envoy_validate(value)
+    http_filter, vhosts = _ratelimit()
+    patch = vhosts["localhost:80"]
+    for config in patch["typed_per_filter_config"].values():
+        config["token_bucket"]["fill_interval"] = "0.001s"
+    bootstrap = _envoy_bootstrap(http_filter)
+    manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
+    manager["route_config"]["virtual_hosts"] = [_vhost("localhost:80", ["localhost", "localhost:*"], patch)]
+    proc = _envoy_run_validate(bootstrap)
     assert proc.returncode != 0 and "fill" in proc.stdout + proc.stderr
 
 
@@ -186,21 +240,33 @@ def _free_port() -> int:
 def _gateway_answer(http_filters: list[dict], headers: dict[str, str]) -> str:
     """Runs Envoy with `http_filters` ahead of a route that answers with the customer header as
     the upstream would receive it (every value, comma-joined), and sends one request."""
-    import http.client
-    import time
-
-    port = _free_port()
     route = {
         "match": {"prefix": "/"},
         "direct_response": {"status": 200},
         "response_headers_to_add": [{"header": {"key": "x-seen", "value": "%REQ(x-meshmart-customer-id)%"}}],
     }
+    ((status, answer),) = _gateway_run(http_filters, [_vhost("all", ["*"], routes=[route])], [headers])
+    assert status == 200
+    return answer.get("x-seen") or ""
+
+
+def _gateway_run(
+    http_filters: list[dict], virtual_hosts: list[dict], requests: list[dict[str, str]]
+) -> list[tuple[int, dict[str, str]]]:
+    """Runs Envoy with `http_filters` ahead of the router and these virtual hosts, sends each
+    request (its headers; Host picks the virtual host) in turn, and returns each answer's
+    status and headers (lower-cased names)."""
+    import http.client
+    import time
+
+    port = _free_port()
     bootstrap = _envoy_bootstrap({})
     listener = bootstrap["static_resources"]["listeners"][0]
     listener["address"]["socket_address"]["port_value"] = port
     manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
-    manager["route_config"]["virtual_hosts"][0]["routes"] = [route]
+    manager["route_config"]["virtual_hosts"] = virtual_hosts
     manager["http_filters"] = [*http_filters, ROUTER]
+    answers = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bootstrap.json"
         path.write_text(json.dumps(bootstrap))
@@ -212,18 +278,21 @@ def _gateway_answer(http_filters: list[dict], headers: dict[str, str]) -> str:
         )
         try:
             deadline = time.monotonic() + 20
-            while True:
-                try:
-                    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                    connection.request("POST", "/meshmart.orders.v1.OrderService/ListOrders", headers=headers)
-                    response = connection.getresponse()
-                    break
-                except OSError:
-                    assert envoy.poll() is None, envoy.stderr.read() if envoy.stderr else "envoy exited"
-                    assert time.monotonic() < deadline, "envoy did not listen within 20s"
-                    time.sleep(0.1)
-            assert response.status == 200, response.read()
-            return response.getheader("x-seen") or ""
+            for headers in requests:
+                while True:
+                    try:
+                        connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+                        connection.request("POST", "/meshmart.orders.v1.OrderService/ListOrders", headers=headers)
+                        response = connection.getresponse()
+                        response.read()
+                        connection.close()
+                        break
+                    except OSError:
+                        assert envoy.poll() is None, envoy.stderr.read() if envoy.stderr else "envoy exited"
+                        assert time.monotonic() < deadline, "envoy did not listen within 20s"
+                        time.sleep(0.1)
+                answers.append((response.status, {k.lower(): v for k, v in response.getheaders()}))
+            return answers
         finally:
             envoy.terminate()
             envoy.wait(timeout=10)
@@ -231,7 +300,9 @@ def _gateway_answer(http_filters: list[dict], headers: dict[str, str]) -> str:
 
 def _jwt_filter(claim_name: str | None = None) -> dict:
     """Envoy's jwt_authn as Istio configures it from the chart's RequestAuthentication: the
-    demo issuer's inline keys, the customer claim (or `claim_name`) copied to the header."""
+    demo issuer's inline keys, the customer claim (or `claim_name`) copied to the header, the
+    payload in the request's metadata under `payload` (Istio's filters.EnvoyJwtFilterPayload),
+    and a request without a token let through (the DENY policy refuses those, not jwt_authn)."""
     docs = target("committed").docs
     rule = next(d for d in docs if d.kind == "RequestAuthentication").spec["jwtRules"][0]
     (claim,) = rule["outputClaimToHeaders"]
@@ -240,13 +311,19 @@ def _jwt_filter(claim_name: str | None = None) -> dict:
         "audiences": rule["audiences"],
         "local_jwks": {"inline_string": rule["jwks"]},
         "claim_to_headers": [{"header_name": claim["header"], "claim_name": claim_name or claim["claim"]}],
+        "payload_in_metadata": "payload",
     }
     return {
         "name": "envoy.filters.http.jwt_authn",
         "typed_config": {
             "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
             "providers": {"demo": provider},
-            "rules": [{"match": {"prefix": "/"}, "requires": {"provider_name": "demo"}}],
+            "rules": [
+                {
+                    "match": {"prefix": "/"},
+                    "requires": {"requires_any": {"requirements": [{"provider_name": "demo"}, {"allow_missing": {}}]}},
+                }
+            ],
         },
     }
 
@@ -266,3 +343,92 @@ def test_an_outside_caller_cannot_name_another_customer():
     # No JWT filter (jwt.enabled false): nobody is named, where without the strip bob would be.
     assert _gateway_answer([strip], request) == ""
     assert _gateway_answer([], request) == "bob"
+
+
+def _mint(*args: str) -> str:
+    return deploylib.run(["python3", str(deploylib.ROOT / "scripts" / "mint-jwt.py"), *args]).stdout.strip()
+
+
+# --------------------------------------------------------------------------- the canary header
+
+
+def test_only_a_token_that_allows_it_may_pin_the_canary():
+    """From outside, x-meshmart-canary pins a call to the canary only with a valid token whose
+    payload has meshmart_canary: true. The gateway's Lua filter, just ahead of the router and
+    after jwt_authn, drops the header otherwise and clears the route cache, so the call is
+    routed as if it had never carried it: here, the pinned route answers v2, the other v1."""
+    canary = next(v for v in _http_filter_patches("committed") if v["name"] == "meshmart.canary_header")
+    (patch,) = _patches("committed", "HTTP_FILTER", envoy_filter="meshmart-canary-header")
+    assert patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.router"
+    assert patch["patch"]["operation"] == "INSERT_BEFORE"
+
+    def answer(version: str) -> dict:
+        return {
+            "direct_response": {"status": 200},
+            "response_headers_to_add": [{"header": {"key": "x-version", "value": version}}],
+        }
+
+    routes = [
+        {
+            "match": {"prefix": "/", "headers": [{"name": "x-meshmart-canary", "string_match": {"exact": "v2"}}]},
+            **answer("v2"),
+        },
+        {"match": {"prefix": "/"}, **answer("v1")},
+    ]
+    grpc = {"content-type": "application/grpc", "x-meshmart-canary": "v2"}
+    calls = [
+        grpc,  # no token
+        {**grpc, "authorization": f"Bearer {_mint()}"},  # a token without the claim
+        {**grpc, "authorization": f"Bearer {_mint('--canary')}"},  # a token that allows it
+        {"content-type": "application/grpc", "authorization": f"Bearer {_mint('--canary')}"},  # no header: weights
+    ]
+    answers = _gateway_run([_jwt_filter(), canary], [_vhost("all", ["*"], routes=routes)], calls)
+    assert [(status, headers.get("x-version")) for status, headers in answers] == [
+        (200, "v1"),
+        (200, "v1"),
+        (200, "v2"),
+        (200, "v1"),
+    ]
+    # Without the filter the header alone would pin it: what the filter is for.
+    ((_, headers),) = _gateway_run([_jwt_filter()], [_vhost("all", ["*"], routes=routes)], [calls[0]])
+    assert headers.get("x-version") == "v2"
+
+
+def test_without_jwt_nobody_outside_may_pin_the_canary():
+    docs = deploylib.split_stream(deploylib.helm_template(sets=["jwt.enabled=false"]).stdout, "helm")
+    (doc,) = [d for d in docs if d.kind == "EnvoyFilter" and d.name == "meshmart-canary-header"]
+    source = doc.spec["configPatches"][0]["patch"]["value"]["typed_config"]["default_source_code"]["inline_string"]
+    assert 'local claim = ""' in source
+
+
+# --------------------------------------------------------------------------- the rate limit
+
+
+def test_the_rate_limit_is_on_our_hosts_only():
+    """In Envoy: our virtual host's bucket runs dry (RESOURCE_EXHAUSTED, x-meshmart-rate-limited)
+    while calls to another host on the same gateway are never limited by it."""
+    http_filter, vhosts = _ratelimit()
+    patch = vhosts["localhost:80"]
+    for config in patch["typed_per_filter_config"].values():
+        config["token_bucket"] = {"max_tokens": 2, "tokens_per_fill": 2, "fill_interval": "60s"}
+    hosts = [_vhost("localhost:80", ["localhost", "localhost:*"], patch), _vhost("other", ["*"])]
+    ours = {"host": "localhost:8080", "content-type": "application/grpc"}
+    theirs = {"host": "other.example.com", "content-type": "application/grpc"}
+    answers = _gateway_run([http_filter], hosts, [ours, ours, ours, theirs, theirs, theirs])
+    limited = [headers.get("x-meshmart-rate-limited") == "true" for _, headers in answers]
+    assert limited == [False, False, True, False, False, False]
+    assert answers[2][1].get("grpc-status") == "8", answers[2]  # RESOURCE_EXHAUSTED
+
+
+def test_two_releases_each_limit_their_own_hosts():
+    """Each release's filter has its own name, so its per-host configs never apply to the other's."""
+    names = set()
+    for release, namespace in (("meshmart", "meshmart"), ("shop2", "shop2")):
+        docs = deploylib.split_stream(deploylib.helm_template(release=release, namespace=namespace).stdout, "helm")
+        (doc,) = [d for d in docs if d.kind == "EnvoyFilter" and d.name.endswith("-ingress-ratelimit")]
+        (http_filter,) = [p["patch"]["value"] for p in doc.spec["configPatches"] if p["applyTo"] == "HTTP_FILTER"]
+        for p in doc.spec["configPatches"]:
+            if p["applyTo"] == "VIRTUAL_HOST":
+                assert set(p["patch"]["value"]["typed_per_filter_config"]) == {http_filter["name"]}
+        names.add(http_filter["name"])
+    assert len(names) == 2

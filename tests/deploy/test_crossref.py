@@ -37,7 +37,17 @@ FLOW_CALLS = {
     "orders": {"gateway"},
     "notifications": {"gateway"},
     # Every service owns a database; the five services of the order flow use the broker.
-    "postgres": {"catalog", "inventory", "orders", "payments", "fulfillment", "notifications", "orchestrator"},
+    # ...and the setup Job creates the roles and databases (a Helm hook).
+    "postgres": {
+        "catalog",
+        "inventory",
+        "orders",
+        "payments",
+        "fulfillment",
+        "notifications",
+        "orchestrator",
+        "meshmart-postgres-setup",
+    },
     "nats": {"orders", "payments", "fulfillment", "notifications", "orchestrator"},
 }
 # What the gateway may reach, by service: its public gRPC API (and reflection on catalog).
@@ -59,8 +69,8 @@ def _allowed(docs) -> dict[str, set[str]]:
         if deploylib.is_hook(policy):
             continue  # helm test's own identity, which may call Health/Check only
         for rule in policy.spec.get("rules") or []:
-            for source in rule["from"]:
-                for principal in source["source"]["principals"]:
+            for source in rule.get("from") or []:
+                for principal in source["source"].get("principals") or []:
                     name = "gateway" if principal == INGRESS_PRINCIPAL else principal.rpartition("/")[2]
                     out.setdefault(policy.name, set()).add(name)
     return out
@@ -75,7 +85,12 @@ def test_only_the_order_flow_s_calls_are_allowed():
     policies = {d.name: d for d in docs if d.kind == "AuthorizationPolicy" and d.namespace == "meshmart"}
     assert policies["deny-by-default"].spec == {}
     assert _allowed(docs) == FLOW_CALLS
-    assert set(policies) == {"deny-by-default", *FLOW_CALLS}
+    # ...and the release's own gateway takes calls from outside, for the public paths only.
+    assert set(policies) == {"deny-by-default", "meshmart-gateway", "meshmart-require-jwt", *FLOW_CALLS}
+    (rule,) = policies["meshmart-gateway"].spec["rules"]
+    assert "from" not in rule and {p for t in rule["to"] for p in t["operation"]["paths"]} == set().union(
+        *PUBLIC_PATHS.values()
+    )
     for name in ("postgres", "nats"):
         assert [t["operation"]["ports"] for r in policies[name].spec["rules"] for t in r["to"]] == [
             ["5432" if name == "postgres" else "4222"]
@@ -95,9 +110,16 @@ def test_the_call_graph_is_the_documented_one():
     """The mesh-level call graph that the retry checks follow (from the AuthorizationPolicies)
     is the table of calls in docs/deploy.md, section 7."""
     graph = {caller: callees for caller, callees in deploylib.call_graph(target("committed").docs).items() if callees}
-    assert graph == {"catalog": {"inventory"}, "orders": {"catalog", "inventory"}, "orchestrator": {"inventory"}}
+    assert graph == {
+        "catalog": {"inventory"},
+        "orders": {"catalog", "inventory"},
+        "orchestrator": {"inventory"},
+        # The release's own ingress gateway: the edge.
+        "meshmart-gateway": {"catalog", "orders", "notifications"},
+    }
     documented = set(re.findall(r"^\| `([a-z-]+) → ([a-z]+)` \|", (ROOT / "docs" / "deploy.md").read_text(), re.MULTILINE))
     expected = {(caller, callee) for callee, callers in FLOW_CALLS.items() for caller in callers}
+    expected = {("meshmart-gateway" if caller == "gateway" else caller, callee) for caller, callee in expected}
     assert documented == expected, "docs/deploy.md's table of calls is the AuthorizationPolicies' list"
 
 
@@ -107,7 +129,7 @@ def test_every_flow_service_has_nats_and_its_database():
     docs = target("committed").docs
     config = {d.name: d.body["data"] for d in docs if d.kind == "ConfigMap"}
     secrets = {d.name: d.body["stringData"] for d in docs if d.kind == "Secret"}
-    for deployment in (d for d in docs if d.kind == "Deployment"):
+    for deployment in (d for d in docs if d.kind == "Deployment" and d.name != "meshmart-gateway"):
         service = deployment.body["metadata"]["labels"]["app"]
         container = deployment.spec["template"]["spec"]["containers"][0]
         refs = [s["secretRef"]["name"] for s in container["envFrom"] if "secretRef" in s]
@@ -145,8 +167,13 @@ def test_turning_services_off_is_a_values_entry():
     """ci/catalog-only-values.yaml turns the order flow's five services off with no template
     change: their workloads, routes and policies go, and with no client NATS has no policy."""
     docs = target("chart-catalog-only").docs
-    assert {d.name for d in docs if d.kind == "Deployment"} == {"catalog-v1", "catalog-v2", "inventory-v1"}
-    assert _allowed(docs) == {"catalog": {"gateway"}, "inventory": {"catalog"}, "postgres": {"catalog", "inventory"}}
+    deployments = {d.name for d in docs if d.kind == "Deployment"}
+    assert deployments == {"catalog-v1", "catalog-v2", "inventory-v1", "meshmart-gateway"}
+    assert _allowed(docs) == {
+        "catalog": {"gateway"},
+        "inventory": {"catalog"},
+        "postgres": {"catalog", "inventory", "meshmart-postgres-setup"},
+    }
     assert {d.name for d in docs if d.kind == "StatefulSet"} == {"postgres", "nats"}
 
 

@@ -90,16 +90,17 @@ MISSPELLINGS = {
     ),
     "EnvoyFilter token_buckt (inside the Envoy patch)": (
         "EnvoyFilter/meshmart-ingress-ratelimit",
-        lambda b: b["spec"]["configPatches"][0]["patch"]["value"]["typed_config"].update(
-            token_buckt=b["spec"]["configPatches"][0]["patch"]["value"]["typed_config"].pop("token_bucket")
+        lambda b: (c := b["spec"]["configPatches"][1]["patch"]["value"]["typed_per_filter_config"]).update(
+            {k: {**v, "token_buckt": v.pop("token_bucket")} for k, v in c.items()}
         ),
         "token_buckt",
     ),
     "EnvoyFilter denominator enum": (
         "EnvoyFilter/meshmart-ingress-ratelimit",
-        lambda b: b["spec"]["configPatches"][0]["patch"]["value"]["typed_config"]["filter_enabled"][
-            "default_value"
-        ].update(denominator="HUNDERD"),
+        lambda b: [
+            v["filter_enabled"]["default_value"].update(denominator="HUNDERD")
+            for v in b["spec"]["configPatches"][1]["patch"]["value"]["typed_per_filter_config"].values()
+        ],
         "HUNDERD",
     ),
     "Deployment readinessprobe": (
@@ -132,7 +133,8 @@ MISSPELLINGS = {
 def test_a_misspelt_field_is_rejected(case):
     kind, mutate, word = MISSPELLINGS[case]
     kind, _, name = kind.partition("/")
-    doc = _doc("committed", kind, name or None)
+    # Telemetry is rendered only with a tracing provider (chart-external names one).
+    doc = _doc("chart-external" if kind == "Telemetry" else "committed", kind, name or None)
     assert not deploylib.schema_errors(doc), "the unmutated document must be valid"
     errors = deploylib.schema_errors(_mutated(doc, mutate))
     assert errors and word in "\n".join(errors), f"{case} was accepted: {errors}"

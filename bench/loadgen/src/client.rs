@@ -1,15 +1,24 @@
 //! The calls themselves, on the generated clients: connecting, waiting for SERVING, finding
-//! products to ask for, and making one call of a scenario.
+//! products to ask for, restocking for `place-order`, and making one call of a scenario.
 
-use std::time::Duration;
+use std::{
+    sync::atomic::{AtomicU64, Ordering},
+    time::Duration,
+};
 
 use meshmart::{
+    demo,
     probe::{HealthProbe, ServingStatus},
     proto::{
         catalog::{
             GetProductRequest, ListProductsRequest, catalog_service_client::CatalogServiceClient,
         },
         echo::{EchoRequest, echo_service_client::EchoServiceClient},
+        inventory::{SetStockRequest, inventory_service_client::InventoryServiceClient},
+        orders::{
+            CreateOrderRequest, OrderLine, ShippingAddress, State,
+            order_service_client::OrderServiceClient,
+        },
     },
 };
 use tokio::time::Instant;
@@ -19,10 +28,24 @@ use tonic::{
 };
 
 use crate::{
-    Error,
+    Error, flow,
     options::Options,
     scenario::{Rng, Scenario, Target},
 };
+
+/// `place-order` pays with the simulated provider's card that is always approved
+/// (services/payments/src/provider.rs), so every order can complete.
+const APPROVED_CARD: &str = "tok_visa_approved";
+
+/// What `place-order` restocks every demo product to before a run.
+///
+/// The demo stock is 8 to 60 units a product: a second of orders. Each order takes one unit
+/// for good once it completes (a failed one gives it back), so the run sets every product
+/// to a million units first, more than a bounded run could order at any rate this shop
+/// reaches (a thousand orders a second for a quarter of an hour). SetStock rather than
+/// AdjustStock: the level is the same whatever earlier runs left, so repeated runs neither
+/// run the stock down nor pile it up.
+pub const RESTOCK_TO: i64 = 1_000_000;
 
 /// Not a gRPC code: the call succeeded, but the reply was not an answer to what was asked.
 pub const INVALID_REPLY: &str = "INVALID_REPLY";
@@ -39,16 +62,48 @@ pub enum Outcome {
 pub struct Clients {
     catalog: Option<CatalogServiceClient<Channel>>,
     echo: Option<EchoServiceClient<Channel>>,
+    orders: Option<OrderServiceClient<Channel>>,
+    inventory: Option<InventoryServiceClient<Channel>>,
+}
+
+impl Clients {
+    /// The orders client, for reading back the orders a run placed.
+    pub fn orders(&self) -> Option<OrderServiceClient<Channel>> {
+        self.orders.clone()
+    }
 }
 
 /// What the calls ask for, fixed before the run so that picking costs next to nothing.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Data {
     /// Product names, `products/{id}`, found in the catalog before the run.
     pub products: Vec<String>,
     pub page_size: i32,
     pub echo_message: String,
     pub timeout: Duration,
+    /// Begins every `request_id` of this process ([`request_prefix`]).
+    pub request_prefix: String,
+    /// Numbers the `request_id`s of this process, each used once.
+    pub sequence: AtomicU64,
+}
+
+/// How one call ended, and the order it placed if it was a successful `place-order`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Called {
+    pub outcome: Outcome,
+    /// `orders/{id}`, to read back once the run is over.
+    pub placed: Option<String>,
+}
+
+/// The start of this process's `request_id`s: its pid and start time. CreateOrder and
+/// SetStock are idempotent on `request_id`, so an id from an earlier run (seeds repeat)
+/// would get that run's answer back rather than a new order or stock level.
+pub fn request_prefix() -> String {
+    format!(
+        "loadgen-{}-{}",
+        std::process::id(),
+        meshmart::db::now_millis()
+    )
 }
 
 /// Opens `options.connections` connections to every service the mix calls.
@@ -66,6 +121,10 @@ pub async fn connect(options: &Options) -> Result<Vec<Clients>, Error> {
             match target {
                 Target::Catalog => clients.catalog = Some(CatalogServiceClient::new(channel)),
                 Target::Echo => clients.echo = Some(EchoServiceClient::new(channel)),
+                Target::Orders => clients.orders = Some(OrderServiceClient::new(channel)),
+                Target::Inventory => {
+                    clients.inventory = Some(InventoryServiceClient::new(channel));
+                }
             }
         }
     }
@@ -132,16 +191,66 @@ pub async fn discover_products(clients: &Clients) -> Result<Vec<String>, Error> 
     Ok(names)
 }
 
+/// Sets every demo product's stock to [`RESTOCK_TO`] before a `place-order` run.
+pub async fn restock(clients: &Clients, data: &Data) -> Result<(), Error> {
+    let Some(inventory) = &clients.inventory else {
+        return Ok(());
+    };
+    let mut inventory = inventory.clone();
+    for product in demo::PRODUCTS {
+        let request = SetStockRequest {
+            product_id: product.id.to_owned(),
+            available_quantity: RESTOCK_TO,
+            request_id: format!("{}-restock-{}", data.request_prefix, product.id),
+        };
+        tokio::time::timeout(data.timeout, inventory.set_stock(request))
+            .await
+            .map_err(|_| Error::Restock(tonic::Status::deadline_exceeded("SetStock")))?
+            .map_err(Error::Restock)?;
+    }
+    tracing::info!(
+        products = demo::PRODUCTS.len(),
+        stock = RESTOCK_TO,
+        "restocked"
+    );
+    Ok(())
+}
+
 /// Makes one call of `scenario`, abandoning it after `data.timeout`.
-pub async fn call(
-    scenario: Scenario,
-    clients: &mut Clients,
-    data: &Data,
-    rng: &mut Rng,
-) -> Outcome {
-    match tokio::time::timeout(data.timeout, call_once(scenario, clients, data, rng)).await {
+pub async fn call(scenario: Scenario, clients: &mut Clients, data: &Data, rng: &mut Rng) -> Called {
+    let mut placed = None;
+    let outcome = match tokio::time::timeout(
+        data.timeout,
+        call_once(scenario, clients, data, rng, &mut placed),
+    )
+    .await
+    {
         Ok(outcome) => outcome,
         Err(_) => Outcome::Error(code_name(Code::DeadlineExceeded)),
+    };
+    Called {
+        placed: placed.filter(|_| outcome == Outcome::Ok),
+        outcome,
+    }
+}
+
+/// An order of one unit of `product_id`, to a fixed address.
+fn order_request(request_id: String, product_id: &str) -> CreateOrderRequest {
+    CreateOrderRequest {
+        request_id,
+        lines: vec![OrderLine {
+            product_id: product_id.to_owned(),
+            quantity: 1,
+            unit_price: None,
+        }],
+        payment_token: APPROVED_CARD.to_owned(),
+        shipping_address: Some(ShippingAddress {
+            recipient: "Load Generator".to_owned(),
+            address_lines: vec!["1 Loopback Lane".to_owned()],
+            locality: "Localhost".to_owned(),
+            postal_code: "12700".to_owned(),
+            region_code: "DE".to_owned(),
+        }),
     }
 }
 
@@ -150,6 +259,7 @@ async fn call_once(
     clients: &mut Clients,
     data: &Data,
     rng: &mut Rng,
+    placed: &mut Option<String>,
 ) -> Outcome {
     let result = match scenario {
         Scenario::GetProduct => {
@@ -192,6 +302,29 @@ async fn call_once(
             })
             .await
             .map(|reply| reply.get_ref().message.len() == data.echo_message.len())
+        }
+        Scenario::PlaceOrder => {
+            let Some(orders) = &mut clients.orders else {
+                return Outcome::Error(code_name(Code::FailedPrecondition));
+            };
+            let index = usize::try_from(rng.below(demo::PRODUCTS.len() as u64)).unwrap_or_default();
+            let Some(product) = demo::PRODUCTS.get(index) else {
+                return Outcome::Error(code_name(Code::FailedPrecondition));
+            };
+            let n = data.sequence.fetch_add(1, Ordering::Relaxed);
+            let request = order_request(format!("{}-{n}", data.request_prefix), product.id);
+            orders
+                .create_order(flow::as_customer(request))
+                .await
+                .map(|reply| match reply.into_inner().order {
+                    Some(order)
+                        if order.state() == State::Pending && order.name.starts_with("orders/") =>
+                    {
+                        *placed = Some(order.name);
+                        true
+                    }
+                    _ => false,
+                })
         }
     };
     match result {

@@ -5,11 +5,13 @@
 //!   latency counted from each call's due time so queueing is not hidden), for a bounded
 //!   time or number of calls, or in reporting windows until stopped;
 //! - [`stats`] keeps latencies in HdrHistograms and errors by gRPC code;
+//! - [`flow`] times the order flow that `place-order` starts, from the orders' histories;
 //! - [`startup`] times a service from process start to SERVING.
 
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod flow;
 pub mod options;
 pub mod run;
 pub mod scenario;
@@ -42,6 +44,8 @@ pub enum Error {
     Discover(tonic::Status),
     #[error("the catalog has no products to ask for")]
     NoProducts,
+    #[error("cannot restock the demo products for place-order: {0}")]
+    Restock(tonic::Status),
     #[error("stopped before the load started")]
     Stopped,
     #[error("a caller failed: {0}")]

@@ -49,7 +49,15 @@ pub struct LoadArgs {
     #[arg(long, value_name = "URL", env = "LOADGEN_TARGET_ECHO",
           default_value = Target::Echo.default_url(), value_parser = http_url)]
     target_echo: String,
-    /// Scenarios and weights: get-product, list-products, echo
+    /// Orders address (place-order)
+    #[arg(long, value_name = "URL", env = "LOADGEN_TARGET_ORDERS",
+          default_value = Target::Orders.default_url(), value_parser = http_url)]
+    target_orders: String,
+    /// Inventory address (place-order restocks the demo products there first)
+    #[arg(long, value_name = "URL", env = "LOADGEN_TARGET_INVENTORY",
+          default_value = Target::Inventory.default_url(), value_parser = http_url)]
+    target_inventory: String,
+    /// Scenarios and weights: get-product, list-products, echo, place-order
     #[arg(long, env = "LOADGEN_MIX", default_value = DEFAULT_MIX, value_parser = Mix::parse)]
     mix: Mix,
     /// Closed loop: this many callers, each waiting for its last reply
@@ -87,6 +95,11 @@ pub struct LoadArgs {
     #[arg(long, value_name = "DURATION", env = "LOADGEN_WAIT_TIMEOUT", default_value = "120s",
           value_parser = duration)]
     wait_timeout: Duration,
+    /// place-order: after the load, how long the placed orders may take to reach COMPLETED
+    /// or FAILED
+    #[arg(long, value_name = "DURATION", env = "LOADGEN_SETTLE_TIMEOUT", default_value = "60s",
+          value_parser = duration)]
+    settle_timeout: Duration,
     /// Without a duration: report every so often
     #[arg(long, value_name = "DURATION", env = "LOADGEN_REPORT_INTERVAL", default_value = "60s",
           value_parser = report_interval)]
@@ -131,6 +144,9 @@ pub struct Options {
     pub connections: usize,
     /// How long to wait for every service to report SERVING before giving up.
     pub wait_timeout: Duration,
+    /// `place-order`: once the load has ended, how long the orders it placed may take to
+    /// reach a final state before the rest are reported as not finished.
+    pub settle_timeout: Duration,
     /// In a run without a duration, how often to report (and reset) the statistics.
     pub report_interval: Duration,
     /// `page_size` of `list-products`.
@@ -195,6 +211,8 @@ impl Options {
             // A new target needs its flag above: this match does not compile without it.
             Target::Catalog => args.target_catalog.clone(),
             Target::Echo => args.target_echo.clone(),
+            Target::Orders => args.target_orders.clone(),
+            Target::Inventory => args.target_inventory.clone(),
         });
         Ok(Self {
             targets,
@@ -206,6 +224,7 @@ impl Options {
             timeout: args.timeout,
             connections: args.connections,
             wait_timeout: args.wait_timeout,
+            settle_timeout: args.settle_timeout,
             report_interval: args.report_interval,
             page_size: args.page_size,
             echo_bytes: args.echo_bytes,
@@ -313,6 +332,9 @@ mod tests {
         assert_eq!(options.duration, None);
         assert_eq!(options.target(Target::Catalog), "http://127.0.0.1:50051");
         assert_eq!(options.target(Target::Echo), "http://127.0.0.1:50050");
+        assert_eq!(options.target(Target::Orders), "http://127.0.0.1:50053");
+        assert_eq!(options.target(Target::Inventory), "http://127.0.0.1:50052");
+        assert_eq!(options.settle_timeout, Duration::from_secs(60));
         assert_eq!(options.mix.to_string(), "get-product=3,list-products=1");
         assert_eq!(options.timeout, Duration::from_secs(5));
         assert_eq!(options.wait_timeout, Duration::from_secs(120));
@@ -340,6 +362,21 @@ mod tests {
         assert_eq!(options.mix.to_string(), "echo=1");
         assert_eq!(options.target(Target::Catalog), "http://catalog:50051");
         assert!(options.json);
+        let orders = parse(&[
+            "--mix",
+            "place-order",
+            "--target-orders",
+            "http://orders:50053",
+            "--target-inventory",
+            "http://inventory:50052",
+            "--settle-timeout",
+            "15s",
+        ])
+        .unwrap();
+        assert_eq!(orders.mix.to_string(), "place-order=1");
+        assert_eq!(orders.target(Target::Orders), "http://orders:50053");
+        assert_eq!(orders.target(Target::Inventory), "http://inventory:50052");
+        assert_eq!(orders.settle_timeout, Duration::from_secs(15));
         // Zero is no duration: run until stopped.
         assert_eq!(parse(&["--duration", "0"]).unwrap().duration, None);
         let open = parse(&["--rate", "2000", "--max-in-flight", "64"]).unwrap();
@@ -364,7 +401,9 @@ mod tests {
             (&["--target-echo", "echo:50050"][..], "--target-echo"),
             (&["--verbose"][..], "--verbose"),
             (&["--mix"][..], "--mix"),
-            (&["--mix", "place-order"][..], "pending"),
+            (&["--mix", "place-order=x"][..], "weight"),
+            (&["--target-orders", "orders:50053"][..], "--target-orders"),
+            (&["--settle-timeout", "soon"][..], "--settle-timeout"),
             (&["--threads", "1", "--threads", "2"][..], "--threads"),
             (&["--page-size", "101"][..], "from 1 to 100"),
             (&["run"][..], "unexpected argument 'run'"),

@@ -9,6 +9,9 @@ use std::{
     time::Duration,
 };
 
+use meshmart::proto::orders::order_service_client::OrderServiceClient;
+use tonic::transport::Channel;
+
 use tokio::{
     sync::{Mutex, watch},
     time::Instant,
@@ -17,6 +20,7 @@ use tokio::{
 use crate::{
     Error,
     client::{self, Clients, Data},
+    flow::{self, FlowStats},
     options::{Load, Options},
     scenario::{Mix, Rng, Scenario},
     stats::{Report, Stats},
@@ -68,7 +72,15 @@ pub async fn execute(
         page_size: options.page_size,
         echo_message: "x".repeat(options.echo_bytes),
         timeout: options.timeout,
+        request_prefix: client::request_prefix(),
+        sequence: AtomicU64::new(0),
     });
+    let placing = options.mix.has(Scenario::PlaceOrder);
+    if placing && let Some(clients) = pool.first() {
+        client::restock(clients, &data).await?;
+    }
+    let orders: Vec<OrderServiceClient<Channel>> =
+        pool.iter().filter_map(Clients::orders).collect();
 
     let bounded = options.duration.is_some() || options.max_requests.is_some();
     if bounded {
@@ -77,13 +89,19 @@ pub async fn execute(
             duration: options.duration,
             max_requests: options.max_requests,
         };
-        let (stats, elapsed) = run(options, &plan, &pool, &data, 0, stop).await?;
-        return Ok(stats.report(options.load, elapsed));
+        let (mut stats, elapsed) = run(options, &plan, &pool, &data, 0, stop).await?;
+        let mut report = stats.report(options.load, elapsed);
+        if placing {
+            let flow = settle(options, &orders, &mut stats).await;
+            report.orders = Some(flow.report(elapsed, options.settle_timeout));
+        }
+        return Ok(report);
     }
 
     // Without an end: report every window, so a long-running Deployment's log shows how
     // the shop behaves now rather than since it started.
     let mut total = Stats::new()?;
+    let mut total_flow = FlowStats::default();
     let mut total_elapsed = Duration::ZERO;
     let mut window = 0u64;
     loop {
@@ -96,8 +114,16 @@ pub async fn execute(
             duration: Some(options.report_interval),
             max_requests: None,
         };
-        let (stats, elapsed) = run(options, &plan, &pool, &data, window, stop.clone()).await?;
-        on_window(&stats.report(options.load, elapsed));
+        let (mut stats, elapsed) = run(options, &plan, &pool, &data, window, stop.clone()).await?;
+        let mut report = stats.report(options.load, elapsed);
+        if placing {
+            // The load pauses while the window's orders settle: a window's report then
+            // covers the orders it placed, and the next starts on a flow that caught up.
+            let flow = settle(options, &orders, &mut stats).await;
+            report.orders = Some(flow.report(elapsed, options.settle_timeout));
+            total_flow.merge(&flow);
+        }
+        on_window(&report);
         total.merge(&stats);
         total_elapsed += elapsed;
         window += 1;
@@ -105,7 +131,27 @@ pub async fn execute(
             break;
         }
     }
-    Ok(total.report(options.load, total_elapsed))
+    let mut report = total.report(options.load, total_elapsed);
+    if placing {
+        report.orders = Some(total_flow.report(total_elapsed, options.settle_timeout));
+    }
+    Ok(report)
+}
+
+/// Waits for the orders the run placed to reach a final state, and reads their histories.
+/// The names are taken out of `stats`, so windows merged later do not carry them.
+async fn settle(
+    options: &Options,
+    orders: &[OrderServiceClient<Channel>],
+    stats: &mut Stats,
+) -> FlowStats {
+    let placed = stats.take_placed();
+    tracing::info!(
+        orders = placed.len(),
+        timeout_secs = options.settle_timeout.as_secs_f64(),
+        "waiting for the placed orders to finish"
+    );
+    flow::settle(orders, placed, options.settle_timeout, options.timeout).await
 }
 
 /// The bounds of one run.
@@ -151,13 +197,16 @@ impl Shared {
         &self,
         caller: usize,
         scenario: Scenario,
-        outcome: client::Outcome,
+        called: client::Called,
         latency: Duration,
         late: bool,
     ) {
         if let Some(shard) = self.shards.get(caller % self.shards.len()) {
             let mut stats = shard.lock().await;
-            stats.record(scenario, outcome, latency);
+            stats.record(scenario, called.outcome, latency);
+            if let Some(order) = called.placed {
+                stats.placed(order);
+            }
             if late {
                 stats.late_send();
             }
@@ -257,10 +306,10 @@ async fn closed_caller(
             break;
         }
         let scenario = shared.mix.pick(&mut rng);
-        let outcome = client::call(scenario, &mut clients, &shared.data, &mut rng).await;
+        let called = client::call(scenario, &mut clients, &shared.data, &mut rng).await;
         if measured {
             shared
-                .record(caller, scenario, outcome, begun.elapsed(), false)
+                .record(caller, scenario, called, begun.elapsed(), false)
                 .await;
         }
     }
@@ -300,10 +349,10 @@ async fn open_caller(
         }
         let late = Instant::now().saturating_duration_since(due) > LATE;
         let scenario = shared.mix.pick(&mut rng);
-        let outcome = client::call(scenario, &mut clients, &shared.data, &mut rng).await;
+        let called = client::call(scenario, &mut clients, &shared.data, &mut rng).await;
         if measured {
             shared
-                .record(caller, scenario, outcome, due.elapsed(), late)
+                .record(caller, scenario, called, due.elapsed(), late)
                 .await;
         }
     }

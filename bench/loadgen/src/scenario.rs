@@ -1,16 +1,17 @@
 //! What the load generator calls: scenarios, the services they call, and a weighted mix.
 //!
-//! Adding a scenario (say `place-order`, once the orders service exists) takes a variant of
-//! [`Scenario`], its name and target below, and its call in [`crate::client`]; a new service
-//! to call takes a variant of [`Target`] as well, and its `--target-<name>` flag in
-//! [`crate::options`] (the compiler points there). Everything else (mixes, health waits,
-//! statistics, reports) follows from these two lists.
+//! Adding a scenario takes a variant of [`Scenario`], its name and targets below, and its
+//! call in [`crate::client`]; a new service to call takes a variant of [`Target`] as well,
+//! and its `--target-<name>` flag in [`crate::options`] (the compiler points there).
+//! Everything else (mixes, health waits, statistics, reports) follows from these two lists.
 
 use std::fmt;
 
 use meshmart::proto::{
     catalog::catalog_service_server::SERVICE_NAME as CATALOG_SERVICE,
     echo::echo_service_server::SERVICE_NAME as ECHO_SERVICE,
+    inventory::inventory_service_server::SERVICE_NAME as INVENTORY_SERVICE,
+    orders::order_service_server::SERVICE_NAME as ORDERS_SERVICE,
 };
 
 /// One kind of call.
@@ -24,17 +25,21 @@ pub enum Scenario {
     ListProducts,
     /// `EchoService/Echo`: the baseline, a call that does no work.
     Echo,
+    /// `OrderService/CreateOrder` of one demo product, paid with a card that is always
+    /// approved: a catalog read, a stock reservation and the order's commit with its event.
+    /// The call's latency is CreateOrder's; the flow it starts (payment, shipment, the
+    /// saga) is timed afterwards from each order's history ([`crate::flow`]).
+    PlaceOrder,
 }
 
 impl Scenario {
     /// Every scenario, in the order reports list them.
-    pub const ALL: [Self; 3] = [Self::GetProduct, Self::ListProducts, Self::Echo];
-
-    /// Scenarios that are planned but cannot run yet, and why.
-    const PENDING: &[(&str, &str)] = &[(
-        "place-order",
-        "place-order is pending: the orders service exists, its load scenario is not written yet",
-    )];
+    pub const ALL: [Self; 4] = [
+        Self::GetProduct,
+        Self::ListProducts,
+        Self::Echo,
+        Self::PlaceOrder,
+    ];
 
     /// The name used in `--mix` and in reports.
     pub fn name(self) -> &'static str {
@@ -42,14 +47,17 @@ impl Scenario {
             Self::GetProduct => "get-product",
             Self::ListProducts => "list-products",
             Self::Echo => "echo",
+            Self::PlaceOrder => "place-order",
         }
     }
 
-    /// The service this scenario calls.
-    pub fn target(self) -> Target {
+    /// The services this scenario calls: the one its calls go to first. `place-order` also
+    /// needs inventory, where the run restocks before it starts.
+    pub fn targets(self) -> &'static [Target] {
         match self {
-            Self::GetProduct | Self::ListProducts => Target::Catalog,
-            Self::Echo => Target::Echo,
+            Self::GetProduct | Self::ListProducts => &[Target::Catalog],
+            Self::Echo => &[Target::Echo],
+            Self::PlaceOrder => &[Target::Orders, Target::Inventory],
         }
     }
 
@@ -61,9 +69,6 @@ impl Scenario {
     pub fn from_name(name: &str) -> Result<Self, String> {
         if let Some(scenario) = Self::ALL.into_iter().find(|s| s.name() == name) {
             return Ok(scenario);
-        }
-        if let Some((_, why)) = Self::PENDING.iter().find(|(pending, _)| *pending == name) {
-            return Err((*why).to_owned());
         }
         let known: Vec<&str> = Self::ALL.iter().map(|s| s.name()).collect();
         Err(format!(
@@ -84,24 +89,30 @@ impl fmt::Display for Scenario {
 pub enum Target {
     Catalog,
     Echo,
+    Orders,
+    Inventory,
 }
 
 impl Target {
-    pub const ALL: [Self; 2] = [Self::Catalog, Self::Echo];
+    pub const ALL: [Self; 4] = [Self::Catalog, Self::Echo, Self::Orders, Self::Inventory];
 
     /// The short name: the flag is `--target-<name>`, the variable `LOADGEN_TARGET_<NAME>`.
     pub fn name(self) -> &'static str {
         match self {
             Self::Catalog => "catalog",
             Self::Echo => "echo",
+            Self::Orders => "orders",
+            Self::Inventory => "inventory",
         }
     }
 
-    /// Where `meshctl up` (catalog) and the echo binary listen by default.
+    /// Where `meshctl up` (catalog, inventory, orders) and the echo binary listen by default.
     pub fn default_url(self) -> &'static str {
         match self {
             Self::Catalog => "http://127.0.0.1:50051",
             Self::Echo => "http://127.0.0.1:50050",
+            Self::Orders => "http://127.0.0.1:50053",
+            Self::Inventory => "http://127.0.0.1:50052",
         }
     }
 
@@ -110,6 +121,8 @@ impl Target {
         match self {
             Self::Catalog => CATALOG_SERVICE,
             Self::Echo => ECHO_SERVICE,
+            Self::Orders => ORDERS_SERVICE,
+            Self::Inventory => INVENTORY_SERVICE,
         }
     }
 
@@ -177,14 +190,21 @@ impl Mix {
 
     /// The services this mix calls, each once.
     pub fn targets(&self) -> Vec<Target> {
-        let mut targets: Vec<Target> = self.scenarios().map(Scenario::target).collect();
+        let mut targets: Vec<Target> = self
+            .scenarios()
+            .flat_map(|s| s.targets().iter().copied())
+            .collect();
         targets.sort();
         targets.dedup();
         targets
     }
 
     pub fn uses(&self, target: Target) -> bool {
-        self.scenarios().any(|s| s.target() == target)
+        self.targets().contains(&target)
+    }
+
+    pub fn has(&self, scenario: Scenario) -> bool {
+        self.scenarios().any(|s| s == scenario)
     }
 }
 
@@ -239,10 +259,25 @@ mod tests {
         assert!(Mix::parse("echo=0").is_err());
         assert!(Mix::parse("echo,echo=2").is_err());
         assert!(Mix::parse("get-product=x").is_err());
-        let pending = Mix::parse("place-order=1").unwrap_err();
-        assert!(pending.contains("pending"), "{pending}");
         let unknown = Mix::parse("checkout").unwrap_err();
-        assert!(unknown.contains("get-product"), "{unknown}");
+        assert!(unknown.contains("place-order"), "{unknown}");
+    }
+
+    #[test]
+    fn place_order_mixes_call_orders_and_inventory() {
+        let mix = Mix::parse("place-order").unwrap();
+        assert_eq!(mix.to_string(), "place-order=1");
+        assert!(mix.has(Scenario::PlaceOrder));
+        assert!(!mix.has(Scenario::Echo));
+        // Inventory for the restock before the run, waited for like the orders service.
+        assert_eq!(mix.targets(), vec![Target::Orders, Target::Inventory]);
+        let mixed = Mix::parse("get-product=2,place-order=1").unwrap();
+        assert_eq!(
+            mixed.targets(),
+            vec![Target::Catalog, Target::Orders, Target::Inventory]
+        );
+        assert!(mixed.uses(Target::Inventory));
+        assert!(Mix::parse("place-order=1,place-order=2").is_err());
     }
 
     #[test]

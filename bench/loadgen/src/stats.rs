@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, fmt::Write as _, time::Duration};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 
-use crate::{client::Outcome, options::Load, scenario::Scenario};
+use crate::{client::Outcome, flow::FlowReport, options::Load, scenario::Scenario};
 
 /// Latencies are recorded in microseconds, from 1 µs to 60 s, to 3 significant digits:
 /// 1 µs resolution below 2 ms, 0.1% above.
@@ -49,6 +49,8 @@ pub struct Stats {
     /// Open loop: calls sent more than 1 ms after they were due, because every allowed
     /// call was in flight or the load generator itself was short of CPU.
     late_sends: u64,
+    /// The orders `place-order` placed, `orders/{id}`, to read back after the run.
+    placed: Vec<String>,
 }
 
 impl Stats {
@@ -57,6 +59,7 @@ impl Stats {
             empty: Histogram::new_with_bounds(1, HIGHEST_MICROS, 3)?,
             scenarios: vec![None; Scenario::ALL.len()],
             late_sends: 0,
+            placed: Vec::new(),
         })
     }
 
@@ -78,6 +81,16 @@ impl Stats {
         self.late_sends += 1;
     }
 
+    /// Remembers an order placed by a measured call.
+    pub fn placed(&mut self, order: String) {
+        self.placed.push(order);
+    }
+
+    /// The orders placed so far, leaving none here.
+    pub fn take_placed(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.placed)
+    }
+
     pub fn merge(&mut self, other: &Self) {
         for (mine, theirs) in self.scenarios.iter_mut().zip(&other.scenarios) {
             match (mine.as_mut(), theirs) {
@@ -87,6 +100,7 @@ impl Stats {
             }
         }
         self.late_sends += other.late_sends;
+        self.placed.extend(other.placed.iter().cloned());
     }
 
     /// Calls recorded, errors included.
@@ -114,6 +128,7 @@ impl Stats {
             late_sends: self.late_sends,
             total: Summary::of("total", &total, elapsed),
             scenarios,
+            orders: None,
         }
     }
 }
@@ -193,6 +208,8 @@ pub struct Report {
     pub late_sends: u64,
     pub total: Summary,
     pub scenarios: Vec<Summary>,
+    /// `place-order`: where the orders the run placed ended up, and how fast.
+    pub orders: Option<FlowReport>,
 }
 
 impl Report {
@@ -206,13 +223,17 @@ impl Report {
                 json!({ "kind": "open", "rate": rate, "max_in_flight": max_in_flight })
             }
         };
-        json!({
+        let mut report = json!({
             "load": load,
             "elapsed_secs": round(self.elapsed.as_secs_f64(), 3),
             "late_sends": self.late_sends,
             "total": self.total.json(),
             "scenarios": self.scenarios.iter().map(Summary::json).collect::<Vec<_>>(),
-        })
+        });
+        if let (Some(orders), Some(fields)) = (&self.orders, report.as_object_mut()) {
+            fields.insert("orders".to_owned(), orders.json());
+        }
+        report
     }
 
     /// A table for people.
@@ -272,6 +293,9 @@ impl Report {
                 "late sends: {} calls went out more than 1 ms after they were due (their latency counts from when they were due)",
                 self.late_sends
             );
+        }
+        if let Some(orders) = &self.orders {
+            out.push_str(&orders.text());
         }
         out
     }

@@ -1,8 +1,78 @@
 {{/*
-Helpers shared by the templates. Resource names are the services' own names (catalog,
-inventory, ...), never prefixed by the release: the services find each other by those
-names (INVENTORY_ADDR=http://inventory:50052), so one release per namespace.
+Helpers shared by the templates. The services' resources are named after the services
+(catalog, inventory, ...), never prefixed by the release: the services find each other by
+those names (INVENTORY_ADDR=http://inventory:50052), so one release per namespace. What is
+not a service's own (the gateway and its policies, the edge routes, the Telemetry, the
+PostgreSQL setup Job) is named after the release (meshmart.fullname), so that two releases
+never share a name, even when their policies live in a shared gateway's namespace.
 */}}
+
+{{/*
+The release's name for what is not a service's own: the release name when it contains the
+chart's ("meshmart"), else <release>-meshmart; at most 36 characters, so that the longest name
+made from it (the setup Job's, <fullname>-postgres-setup-<checksum>) fits the 63 of a label.
+*/}}
+{{- define "meshmart.fullname" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 36 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 36 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+meshmart.gateway: the ingress gateway the release's edge uses, as YAML (fromYaml): the
+release's own (ingress.gateway.create, the default: <fullname>-gateway in the release
+namespace, selected by its own label) or the shared one that ingress.gateway names.
+*/}}
+{{- define "meshmart.gateway" -}}
+{{- $gw := .Values.ingress.gateway -}}
+{{- if $gw.create -}}
+{{- $name := printf "%s-gateway" (include "meshmart.fullname" .) -}}
+create: true
+name: {{ $name }}
+namespace: {{ .Release.Namespace }}
+serviceAccount: {{ $name }}
+selector:
+  istio: {{ $name }}
+{{- else -}}
+create: false
+name: ""
+namespace: {{ $gw.namespace }}
+serviceAccount: {{ $gw.serviceAccount }}
+selector:
+  {{- toYaml $gw.selector | nindent 2 }}
+{{- end -}}
+{{- end -}}
+
+{{/*
+meshmart.hosts: the hostnames the edge serves, as a YAML list (fromYamlArray): ingress.hosts,
+else for the release's own gateway localhost (a port-forward) and its Service's cluster name.
+A shared gateway needs them named: "*" there would take every other app's hosts.
+*/}}
+{{- define "meshmart.hosts" -}}
+{{- $gw := include "meshmart.gateway" . | fromYaml -}}
+{{- if .Values.ingress.hosts -}}
+{{- toYaml .Values.ingress.hosts -}}
+{{- else if $gw.create -}}
+- localhost
+- {{ include "meshmart.fqdn" (dict "root" . "name" $gw.name) }}
+{{- else -}}
+{{- fail "ingress.hosts is required with a shared gateway (ingress.gateway.create=false): name this release's hostnames, so that it does not take another app's" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The listener port of the gateway's pods behind ingress.port (the Service port): unprivileged, as Istio's own gateways. */}}
+{{- define "meshmart.gatewayTargetPort" -}}
+{{- if .Values.ingress.tlsCredentialName -}}8443{{- else -}}8080{{- end -}}
+{{- end -}}
+
+{{/* Whether any enabled service is exposed at the edge: "true" or "". */}}
+{{- define "meshmart.hasEdge" -}}
+{{- range $name, $svc := include "meshmart.services" . | fromYaml -}}
+{{- if $svc.edge -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
 
 {{/*
 meshmart.deepMerge: .override merged into a copy of .base, recursively; every value of
@@ -56,6 +126,9 @@ cannot: references between entries. Returns YAML (use with fromYaml).
 {{- fail (printf "services.%s.database needs a password or an existingSecret" $name) -}}
 {{- end -}}
 {{- end -}}
+{{- if not (or $.Values.image.registry $.Values.image.local) -}}
+{{- fail "image.registry is required: the registry the cluster pulls the images from (e.g. --set image.registry=registry.example.com/meshmart), or image.local=true for images loaded into kind or minikube (scripts/kind-up.sh)" -}}
+{{- end -}}
 {{- if and $.Values.ingress.reflectionService (not (get (get $all $.Values.ingress.reflectionService | default dict) "edge")) -}}
 {{- fail (printf "ingress.reflectionService %q is not an enabled edge service" $.Values.ingress.reflectionService) -}}
 {{- end -}}
@@ -94,22 +167,55 @@ app.kubernetes.io/part-of: meshmart
 {{ .root.Values.mesh.trustDomain }}/ns/{{ .namespace | default .root.Release.Namespace }}/sa/{{ .name }}
 {{- end -}}
 
-{{/* Image of a service (.svc) for a variant tag (.tag, empty for the default). */}}
+{{/*
+Image of a service (.svc: a service, or any map with the image's name) for a variant tag
+(.tag, empty for the default). Local images (image.local) default to the name
+scripts/build-images.sh tags them with.
+*/}}
 {{- define "meshmart.image" -}}
-{{ .root.Values.image.registry }}/{{ .svc.name }}:{{ .tag | default .root.Values.image.tag | default .root.Chart.AppVersion }}
+{{- $registry := .root.Values.image.registry | default (ternary "meshmart" "" .root.Values.image.local) -}}
+{{- if not $registry -}}
+{{- fail "image.registry is required (or image.local=true)" -}}
+{{- end -}}
+{{ $registry }}/{{ .svc.name }}:{{ .tag | default .root.Values.image.tag | default .root.Chart.AppVersion }}
+{{- end -}}
+
+{{/* A service's (.svc) DATABASE_URL: its own role and database, on the bundled or external server. */}}
+{{- define "meshmart.databaseUrl" -}}
+{{- $pg := .root.Values.postgresql -}}
+postgres://{{ .svc.name }}:{{ .svc.database.password }}@{{ $pg.host }}:{{ $pg.port }}/{{ .svc.name }}?sslmode={{ $pg.sslMode }}
+{{- end -}}
+
+{{/* Pull policy of the chart's own images: Never for images loaded into the nodes. */}}
+{{- define "meshmart.pullPolicy" -}}
+{{- if .Values.image.local -}}Never{{- else -}}{{ .Values.image.pullPolicy }}{{- end -}}
 {{- end -}}
 
 {{/*
 Annotations of every pod that gets a sidecar: its resources, so that the namespace's total
-request is what the chart says; and hold the app until the proxy is up, so the first
-outbound call (migrations against PostgreSQL) has a mesh to go through.
+request is what the chart says; a native sidecar (an init container that keeps running), so
+that on shutdown the proxy stops only after the app has drained, and a Job's pod completes;
+the proxy's own drain (drainDuration, terminationDrainDuration); and hold the app until the
+proxy is up, so the first outbound call (migrations against PostgreSQL) has a mesh to go
+through.
 */}}
 {{- define "meshmart.proxyAnnotations" -}}
 sidecar.istio.io/proxyCPU: {{ .Values.mesh.proxy.requests.cpu | quote }}
 sidecar.istio.io/proxyMemory: {{ .Values.mesh.proxy.requests.memory | quote }}
 sidecar.istio.io/proxyCPULimit: {{ .Values.mesh.proxy.limits.cpu | quote }}
 sidecar.istio.io/proxyMemoryLimit: {{ .Values.mesh.proxy.limits.memory | quote }}
-proxy.istio.io/config: '{"holdApplicationUntilProxyStarts": true}'
+sidecar.istio.io/nativeSidecar: "true"
+proxy.istio.io/config: {{ include "meshmart.proxyConfig" (dict "root" . "hold" true) | squote }}
+{{- end -}}
+
+{{/* ProxyConfig of a pod's proxy, as JSON: its drain, and (.hold) holding the app until it is up. */}}
+{{- define "meshmart.proxyConfig" -}}
+{{- $drain := printf "%ds" (int .root.Values.mesh.proxy.drainSeconds) -}}
+{{- $config := dict "drainDuration" $drain "terminationDrainDuration" $drain -}}
+{{- if .hold -}}
+{{- $_ := set $config "holdApplicationUntilProxyStarts" true -}}
+{{- end -}}
+{{- toJson $config -}}
 {{- end -}}
 
 {{/* Pod and container security settings shared by every workload (.uid: its user). */}}
@@ -294,4 +400,47 @@ each preceded by a route pinned to the canary for calls that carry the canary he
 {{- end }}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+
+{{/*
+The PostgreSQL setup Job's script (.owners: the services whose roles and databases the chart
+owns): waits for the server, then for each service creates its login role and its database
+if they are missing and sets the role's password, so running it again changes nothing but a
+changed password. psql takes the server from PGHOST, PGPORT, PGUSER, PGPASSWORD, and each
+password from <SERVICE>_DB_PASSWORD. tests/deploy runs it twice against a real PostgreSQL.
+*/}}
+{{- define "meshmart.postgresSetupScript" -}}
+set -eu
+tries=0
+until pg_isready --quiet; do
+  tries=$((tries + 1))
+  if [ "$tries" -ge 120 ]; then
+    echo "PostgreSQL at $PGHOST:$PGPORT did not answer within 240s" >&2
+    exit 1
+  fi
+  sleep 2
+done
+# A login role and a database it owns, named after the service: created when missing
+# (CREATE ROLE has no IF NOT EXISTS, hence the DO block; CREATE DATABASE cannot run in one,
+# hence \gexec), the password set every time.
+ensure_database() {
+  psql -v ON_ERROR_STOP=1 -X -q --set=name="$1" --set=password="$2" <<'SQL'
+SET meshmart.role TO :'name';
+DO $$
+BEGIN
+  IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = current_setting('meshmart.role')) THEN
+    EXECUTE format('CREATE ROLE %I LOGIN', current_setting('meshmart.role'));
+  END IF;
+END
+$$;
+ALTER ROLE :"name" WITH LOGIN PASSWORD :'password';
+SELECT format('CREATE DATABASE %I OWNER %I', :'name', :'name')
+  WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_database WHERE datname = :'name') \gexec
+ALTER DATABASE :"name" OWNER TO :"name";
+SQL
+}
+{{- range $name := .owners }}
+ensure_database {{ $name }} "${{ $name | upper | replace "-" "_" }}_DB_PASSWORD"
+{{- end }}
+echo "roles and databases are in place"
 {{- end -}}

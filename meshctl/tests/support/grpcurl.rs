@@ -29,6 +29,11 @@ impl Grpcurl {
         }
     }
 
+    /// Where the binary is, for a test that runs grpcurl through a shell.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
     /// Runs grpcurl; returns (success, stdout + stderr).
     pub fn run(&self, args: &[&str]) -> (bool, String) {
         let output = Command::new(&self.path)

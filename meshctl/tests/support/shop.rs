@@ -55,7 +55,7 @@ pub struct Shop {
     /// As found in `/proc` once the shop was up.
     pub children: BTreeMap<&'static str, i32>,
     offset: u16,
-    _data: tempfile::TempDir,
+    data: tempfile::TempDir,
 }
 
 impl Shop {
@@ -101,7 +101,7 @@ impl Shop {
             seen: Vec::new(),
             children: BTreeMap::new(),
             offset,
-            _data: data,
+            data,
         }
     }
 
@@ -113,6 +113,23 @@ impl Shop {
             .unwrap_or_else(|| panic!("no service {service:?}"))
             .grpc_port;
         format!("127.0.0.1:{}", port + self.offset)
+    }
+
+    /// `text` with each service's default gRPC address (`127.0.0.1:50051` to
+    /// `127.0.0.1:50057`) replaced by this shop's. The offset is at least 1000, so no
+    /// address replaced is another service's default.
+    pub fn at_shop_addrs(&self, text: &str) -> String {
+        INFOS.iter().fold(text.to_owned(), |text, info| {
+            text.replace(
+                &format!("127.0.0.1:{}", info.grpc_port),
+                &self.grpc_addr(info.name),
+            )
+        })
+    }
+
+    /// The shop's `--data-dir`, a temporary folder.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.path()
     }
 
     /// The pid of `service`'s latest process, from meshctl's `started <service> pid=<n>`

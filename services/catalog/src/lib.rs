@@ -15,7 +15,7 @@ use meshmart::{
         catalog::catalog_service_server::CatalogServiceServer,
         inventory::inventory_service_client::InventoryServiceClient,
     },
-    server::{Listeners, ServiceHost},
+    server::{Listeners, ServiceHost, Signal},
 };
 
 pub use error::{Error, Result};
@@ -60,10 +60,7 @@ pub mod fuzzing {
 }
 
 /// The catalog service's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "catalog",
-    grpc_port: 50051,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("catalog", 50051);
 
 /// Everything the catalog service is configured with.
 #[derive(Debug, Clone)]
@@ -85,11 +82,7 @@ impl Config {
 }
 
 /// Opens the database and serves the catalog on `listeners` until `shutdown` completes.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
     let store = Store::connect(&config.database).await?;
     let inventory =
         InventoryServiceClient::new(meshmart::client::connect_lazy(&config.inventory_addr)?);

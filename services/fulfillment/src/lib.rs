@@ -17,10 +17,10 @@ mod validate;
 use std::time::Duration;
 
 use meshmart::{
-    config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
-    events::{ConsumerConfig, EventsConfig, metadata::subjects, outbox::Outbox},
+    config::{ConfigError, Env, FlowConfig, ServerConfig, ServiceInfo},
+    events::{ConsumerDefaults, metadata::subjects},
     proto::fulfillment::fulfillment_service_server::FulfillmentServiceServer,
-    server::{Listeners, ServiceHost},
+    server::{FlowHost, Listeners, Signal},
 };
 
 pub use error::{Error, Result};
@@ -30,42 +30,20 @@ pub use store::Store;
 use crate::handlers::Handlers;
 
 /// The fulfillment service's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "fulfillment",
-    grpc_port: 50055,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("fulfillment", 50055);
 
-/// Everything fulfillment is configured with.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    pub events: EventsConfig,
-}
+/// What the consumer group `fulfillment` reads.
+pub const SUBJECTS: [&str; 3] = [
+    subjects::SHIPMENT_REQUESTED,
+    subjects::PAYMENT_SUCCEEDED,
+    subjects::ORDER_FAILED,
+];
 
-impl Config {
-    pub fn from_env(env: &Env, server: ServerConfig) -> Result<Self, ConfigError> {
-        Ok(Self {
-            database: DatabaseConfig::from_env(env, server.service)?,
-            events: EventsConfig::from_env(env)?,
-            server,
-        })
-    }
-}
-
-/// The consumer group `fulfillment`. Its handlers only touch its own database, so what
-/// fails is the database being busy or away: retried soon, then less often, and after
-/// five attempts left to an operator as a dead letter.
-pub fn consumer() -> ConsumerConfig {
-    ConsumerConfig {
-        name: handlers::GROUP.to_owned(),
-        subjects: [
-            subjects::SHIPMENT_REQUESTED,
-            subjects::PAYMENT_SUCCEEDED,
-            subjects::ORDER_FAILED,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
+/// The group's defaults. Its handlers only touch its own database, so what fails is the
+/// database being busy or away: retried soon (100 ms, 1 s), then less often (5 s, 15 s),
+/// and after five attempts left to an operator as a dead letter.
+pub fn consumer_defaults() -> ConsumerDefaults {
+    ConsumerDefaults {
         ack_wait: Duration::from_secs(30),
         max_attempts: 5,
         backoff: [100, 1_000, 5_000, 15_000]
@@ -74,25 +52,31 @@ pub fn consumer() -> ConsumerConfig {
     }
 }
 
+/// Everything fulfillment is configured with: the flow's shared part, nothing of its own.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub flow: FlowConfig,
+}
+
+impl Config {
+    pub fn from_env(env: &Env, server: ServerConfig) -> Result<Self, ConfigError> {
+        let flow = FlowConfig::from_env(env, server, &SUBJECTS, consumer_defaults())?;
+        Ok(Self { flow })
+    }
+}
+
 /// Opens the database and the event bus, and serves fulfillment on `listeners`, consuming
 /// its group and relaying its outbox beside, until `shutdown` completes.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
-    let store = Store::connect(&config.database).await?;
-    let bus = meshmart::events::connect(&config.events).await?;
-    let outbox = Outbox::new(store.pools().clone());
-    let mut host = ServiceHost::new(&config.server);
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
+    let store = Store::connect(&config.flow.database).await?;
+    let mut flow = FlowHost::open(&config.flow, store.pools()).await?;
     let handlers = Handlers {
         store: store.clone(),
-        outbox: outbox.clone(),
-        metrics: metrics::Metrics::register(host.registry()),
+        outbox: flow.outbox.clone(),
+        metrics: metrics::Metrics::register(flow.registry()),
     };
-    host.add_service(FulfillmentServiceServer::new(Fulfillment::new(store)))
-        .relay_beside(outbox, bus.clone())
-        .consume_beside(bus, consumer(), handlers)
+    flow.relay_and_consume(handlers)
+        .add_service(FulfillmentServiceServer::new(Fulfillment::new(store)))
         .serve(listeners, shutdown)
         .await
 }

@@ -17,7 +17,7 @@ use std::time::Duration;
 use meshmart::{
     config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
     proto::inventory::inventory_service_server::InventoryServiceServer,
-    server::{Listeners, ServiceHost},
+    server::{Listeners, ServiceHost, Signal},
 };
 
 pub use error::{Error, Result};
@@ -61,10 +61,7 @@ pub mod fuzzing {
 }
 
 /// The inventory service's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "inventory",
-    grpc_port: 50052,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("inventory", 50052);
 
 /// Everything the inventory service is configured with.
 #[derive(Debug, Clone)]
@@ -104,17 +101,14 @@ fn sweep_interval(ttl: Duration) -> Duration {
 }
 
 /// Opens the database and serves inventory on `listeners` until `shutdown` completes.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
     let store = Store::connect(&config.database)
         .await?
         .with_reservation_ttl(config.reservation_ttl);
     let mut host = ServiceHost::new(&config.server);
     let metrics = metrics::Metrics::register(host.registry());
     let interval = sweep_interval(config.reservation_ttl);
+    let (sampled, sampling) = (store.clone(), metrics.clone());
     // Every replica sweeps; the guarded state change lets each reservation expire once.
     host.add_service(InventoryServiceServer::new(Inventory::new(
         store.clone(),
@@ -123,17 +117,15 @@ pub async fn serve(
     .run_beside("reservation sweeper", move |stopping| {
         sweep(store, metrics, interval, stopping)
     })
+    .run_beside("active reservations", move |stopping| {
+        sampling.sample_active(sampled, stopping)
+    })
     .serve(listeners, shutdown)
     .await
 }
 
 /// Gives back the stock of expired reservations, every `interval`, until `stopping`.
-async fn sweep(
-    store: Store,
-    metrics: metrics::Metrics,
-    interval: Duration,
-    stopping: meshmart::shutdown::Signal,
-) {
+async fn sweep(store: Store, metrics: metrics::Metrics, interval: Duration, stopping: Signal) {
     let mut sweeps = meshmart::shutdown::Periodic::new(interval, stopping);
     while sweeps.next().await {
         match store.expire_reservations().await {

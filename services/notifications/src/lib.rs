@@ -22,10 +22,10 @@ pub mod store;
 mod validate;
 
 use meshmart::{
-    config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
-    events::{ConsumerConfig, EventsConfig, outbox::Outbox},
+    config::{ConfigError, Env, FlowConfig, ServerConfig, ServiceInfo},
+    events::ConsumerDefaults,
     proto::notifications::notification_service_server::NotificationServiceServer,
-    server::{Listeners, ServiceHost},
+    server::{FlowHost, Listeners, Signal},
 };
 
 pub use consume::SUBJECTS;
@@ -34,54 +34,37 @@ pub use service::Notifications;
 pub use store::Store;
 
 /// The notifications service's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "notifications",
-    grpc_port: 50056,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("notifications", 50056);
 
-/// Everything the notifications service is configured with.
+/// Everything notifications is configured with: the flow's shared part, its group trying
+/// as the shop's defaults say (a message can wait out a dependency's two-minute outage).
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    /// The event broker: `NATS_URL`, or the embedded log in `DATA_DIR`.
-    pub events: EventsConfig,
-    /// The consumer group `notifications` and how hard it tries
-    /// ([`ConsumerConfig::with_defaults`]; not configurable from the environment).
-    pub consumer: ConsumerConfig,
+    pub flow: FlowConfig,
 }
 
 impl Config {
     pub fn from_env(env: &Env, server: ServerConfig) -> Result<Self, ConfigError> {
-        Ok(Self {
-            database: DatabaseConfig::from_env(env, server.service)?,
-            events: EventsConfig::from_env(env)?,
-            consumer: ConsumerConfig::with_defaults(SERVICE.name, &SUBJECTS),
-            server,
-        })
+        let flow = FlowConfig::from_env(env, server, &SUBJECTS, ConsumerDefaults::shop())?;
+        Ok(Self { flow })
     }
 }
 
 /// Opens the database and the event bus, and serves notifications on `listeners`, with
 /// the consumer group beside it, until `shutdown` completes.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
-    let store = Store::connect(&config.database).await?;
-    let bus = meshmart::events::connect(&config.events).await?;
-    let mut host = ServiceHost::new(&config.server);
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
+    let store = Store::connect(&config.flow.database).await?;
+    let mut flow = FlowHost::open(&config.flow, store.pools()).await?;
     let handler = consume::Handler {
-        group: config.consumer.name.clone(),
+        group: flow.consumer.name.clone(),
         // Notifications publishes nothing; apply_once still takes the outbox it would
         // write to, so no relay runs.
-        outbox: Outbox::new(store.pools().clone()),
+        outbox: flow.outbox.clone(),
         store: store.clone(),
-        metrics: metrics::Metrics::register(host.registry()),
+        metrics: metrics::Metrics::register(flow.registry()),
     };
-    host.add_service(NotificationServiceServer::new(Notifications::new(store)))
-        .consume_beside(bus, config.consumer, handler)
+    flow.consume(handler)
+        .add_service(NotificationServiceServer::new(Notifications::new(store)))
         .serve(listeners, shutdown)
         .await
 }

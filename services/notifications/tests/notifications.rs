@@ -1,4 +1,4 @@
-//! Notifications over real gRPC, fed through the real embedded event bus, on every
+//! Notifications over real gRPC, fed through a real event bus, on every broker and
 //! database backend: one message per order and kind however often an event comes, an
 //! event ahead of its order's OrderCreated written once that arrives, and each customer
 //! seeing only their own.
@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use meshmart::{
     events::{
-        ConsumerConfig, EventBus, EventsConfig, Outgoing,
-        embedded::EmbeddedConfig,
+        ConsumerConfig, EventBus, Outgoing,
         metadata::{outgoing, subjects},
     },
     proto::{
@@ -25,7 +24,7 @@ use meshmart::{
             notification_service_client::NotificationServiceClient,
         },
     },
-    testing::{self, Backend, TestServer, backends},
+    testing::{self, Backend, Broker, TestServer, Turn, setups},
 };
 use tonic::{Code, Request, transport::Channel};
 
@@ -36,23 +35,26 @@ struct Running {
     server: TestServer<meshmart::Error>,
     client: NotificationServiceClient<Channel>,
     bus: meshmart::events::Bus,
+    _turn: Option<Turn>,
     _dir: tempfile::TempDir,
 }
 
-async fn start(backend: Backend, test: &str) -> Running {
+async fn start(broker: &Broker, backend: Backend, test: &str) -> Running {
     let dir = tempfile::tempdir().unwrap();
-    let events = EventsConfig::Embedded(EmbeddedConfig::at(dir.path().join("events.db")));
+    let (events, turn) = testing::events(broker, dir.path()).await;
     let mut consumer = ConsumerConfig::with_defaults("notifications", &notifications::SUBJECTS);
     // Redelivered at once, and never given up on within a test.
     consumer.backoff = vec![Duration::from_millis(50)];
     consumer.max_attempts = 1000;
     let config = notifications::Config {
-        server: testing::server_config(notifications::SERVICE),
-        database: testing::database(backend, dir.path(), test).await,
-        events: events.clone(),
-        consumer,
+        flow: meshmart::config::FlowConfig {
+            server: testing::server_config(notifications::SERVICE),
+            database: testing::database(backend, dir.path(), test).await,
+            events: events.clone(),
+            consumer,
+        },
     };
-    let server = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
+    let server = TestServer::spawn(&config.flow.server.clone(), |listeners, shutdown| {
         notifications::serve(config, listeners, shutdown)
     })
     .await;
@@ -64,6 +66,7 @@ async fn start(backend: Backend, test: &str) -> Running {
         server,
         client,
         bus,
+        _turn: turn,
         _dir: dir,
     }
 }
@@ -213,8 +216,8 @@ fn kinds(notifications: &[Notification]) -> Vec<Kind> {
     kinds
 }
 
-async fn each_kind_once_per_order_under_repeated_delivery(backend: Backend) {
-    let mut running = start(backend, "repeated_delivery").await;
+async fn each_kind_once_per_order_under_repeated_delivery(broker: &Broker, backend: Backend) {
+    let mut running = start(broker, backend, "repeated_delivery").await;
     let order = "order-repeated";
     let first = created(order, "alice");
     running.bus.publish(first.clone()).await.unwrap();
@@ -274,8 +277,11 @@ async fn each_kind_once_per_order_under_repeated_delivery(backend: Backend) {
     running.server.stop().await.unwrap();
 }
 
-async fn an_event_before_its_order_is_written_once_the_order_arrives(backend: Backend) {
-    let mut running = start(backend, "out_of_order").await;
+async fn an_event_before_its_order_is_written_once_the_order_arrives(
+    broker: &Broker,
+    backend: Backend,
+) {
+    let mut running = start(broker, backend, "out_of_order").await;
     let order = "order-early-shipment";
     let shipment = the_rest(order).swap_remove(1);
     running.bus.publish(shipment).await.unwrap();
@@ -298,8 +304,8 @@ async fn an_event_before_its_order_is_written_once_the_order_arrives(backend: Ba
     running.server.stop().await.unwrap();
 }
 
-async fn a_customer_sees_only_their_own(backend: Backend) {
-    let mut running = start(backend, "scoping").await;
+async fn a_customer_sees_only_their_own(broker: &Broker, backend: Backend) {
+    let mut running = start(broker, backend, "scoping").await;
     running
         .bus
         .publish(created("order-a", "alice"))
@@ -396,22 +402,22 @@ async fn a_customer_sees_only_their_own(backend: Backend) {
 }
 
 #[tokio::test]
-async fn each_kind_once_per_order_under_repeated_delivery_on_every_backend() {
-    for backend in backends() {
-        each_kind_once_per_order_under_repeated_delivery(backend).await;
+async fn each_kind_once_per_order_under_repeated_delivery_on_every_setup() {
+    for (broker, backend) in setups() {
+        each_kind_once_per_order_under_repeated_delivery(&broker, backend).await;
     }
 }
 
 #[tokio::test]
-async fn an_event_before_its_order_is_written_once_the_order_arrives_on_every_backend() {
-    for backend in backends() {
-        an_event_before_its_order_is_written_once_the_order_arrives(backend).await;
+async fn an_event_before_its_order_is_written_once_the_order_arrives_on_every_setup() {
+    for (broker, backend) in setups() {
+        an_event_before_its_order_is_written_once_the_order_arrives(&broker, backend).await;
     }
 }
 
 #[tokio::test]
-async fn a_customer_sees_only_their_own_on_every_backend() {
-    for backend in backends() {
-        a_customer_sees_only_their_own(backend).await;
+async fn a_customer_sees_only_their_own_on_every_setup() {
+    for (broker, backend) in setups() {
+        a_customer_sees_only_their_own(&broker, backend).await;
     }
 }

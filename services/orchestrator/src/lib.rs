@@ -19,8 +19,8 @@ pub mod store;
 mod validate;
 
 use meshmart::{
-    config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
-    events::{ConsumerConfig, EventsConfig, outbox::Outbox},
+    config::{ConfigError, Env, FlowConfig, ServerConfig, ServiceInfo},
+    events::ConsumerDefaults,
     proto::{
         inventory::inventory_service_client::InventoryServiceClient,
         orchestrator::{
@@ -28,7 +28,7 @@ use meshmart::{
             orchestrator_service_server::OrchestratorServiceServer,
         },
     },
-    server::{Listeners, ServiceHost},
+    server::{FlowHost, Listeners, Signal},
 };
 
 pub use consume::SUBJECTS;
@@ -38,21 +38,13 @@ pub use service::Orchestrator;
 pub use store::Store;
 
 /// The orchestrator's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "orchestrator",
-    grpc_port: 50057,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("orchestrator", 50057);
 
-/// Everything the orchestrator is configured with.
+/// Everything the orchestrator is configured with; its group tries as the shop's defaults
+/// say, so an inventory down for about two minutes is waited out.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    /// The event broker: `NATS_URL`, or the embedded log in `DATA_DIR`.
-    pub events: EventsConfig,
-    /// The consumer group `orchestrator` and how hard it tries
-    /// ([`ConsumerConfig::with_defaults`]; not configurable from the environment).
-    pub consumer: ConsumerConfig,
+    pub flow: FlowConfig,
     /// Where the inventory service is: `INVENTORY_ADDR`.
     pub inventory_addr: String,
 }
@@ -60,11 +52,8 @@ pub struct Config {
 impl Config {
     pub fn from_env(env: &Env, server: ServerConfig) -> Result<Self, ConfigError> {
         Ok(Self {
-            database: DatabaseConfig::from_env(env, server.service)?,
-            events: EventsConfig::from_env(env)?,
-            consumer: ConsumerConfig::with_defaults(SERVICE.name, &SUBJECTS),
+            flow: FlowConfig::from_env(env, server, &SUBJECTS, ConsumerDefaults::shop())?,
             inventory_addr: env.endpoint_or("INVENTORY_ADDR", "http://127.0.0.1:50052")?,
-            server,
         })
     }
 }
@@ -72,30 +61,23 @@ impl Config {
 /// Opens the database and the event bus, and serves the sagas and the dead letters on
 /// `listeners`, with the consumer group, the outbox relay and the metrics sampler beside
 /// them, until `shutdown` completes.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
-    let store = Store::connect(&config.database).await?;
-    let bus = meshmart::events::connect(&config.events).await?;
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
+    let store = Store::connect(&config.flow.database).await?;
+    let mut flow = FlowHost::open(&config.flow, store.pools()).await?;
     let inventory =
         InventoryServiceClient::new(meshmart::client::connect_lazy(&config.inventory_addr)?);
-    let outbox = Outbox::new(store.pools().clone());
-    let mut host = ServiceHost::new(&config.server);
-    let metrics = metrics::Metrics::register(host.registry());
+    let metrics = metrics::Metrics::register(flow.registry());
     let handler = consume::Handler {
-        group: config.consumer.name.clone(),
+        group: flow.consumer.name.clone(),
         store: store.clone(),
-        outbox: outbox.clone(),
+        outbox: flow.outbox.clone(),
         inventory,
     };
-    let (relay_bus, sample_bus) = (bus.clone(), bus.clone());
+    let (letters_bus, sample_bus) = (flow.bus.clone(), flow.bus.clone());
     let sampled = store.clone();
-    host.add_service(OrchestratorServiceServer::new(Orchestrator::new(store)))
-        .add_service(DeadLetterServiceServer::new(DeadLetters::new(bus.clone())))
-        .consume_beside(bus, config.consumer, handler)
-        .relay_beside(outbox, relay_bus)
+    flow.relay_and_consume(handler)
+        .add_service(OrchestratorServiceServer::new(Orchestrator::new(store)))
+        .add_service(DeadLetterServiceServer::new(DeadLetters::new(letters_bus)))
         .run_beside("metrics sampler", move |stopping| {
             metrics.sample(sampled, sample_bus, stopping)
         })

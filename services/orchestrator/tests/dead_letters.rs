@@ -19,7 +19,7 @@ use meshmart::{
             saga::State,
         },
     },
-    testing::{Backend, backends},
+    testing::{Backend, Broker, setups},
 };
 use support::*;
 use tonic::Code;
@@ -49,8 +49,11 @@ async fn dead_letters_of(shop: &mut Shop, consumer: &str, at_least: usize) -> Ve
     }
 }
 
-async fn a_poison_event_is_dead_lettered_and_the_next_is_handled(backend: Backend) {
-    let mut shop = start(backend, "poison", 3).await;
+async fn a_poison_event_is_dead_lettered_and_the_next_is_handled(
+    broker: &Broker,
+    backend: Backend,
+) {
+    let mut shop = start(broker, backend, "poison", 3).await;
     let poison = Outgoing {
         subject: subjects::ORDER_CREATED.to_owned(),
         message_id: "poison-1".to_owned(),
@@ -81,8 +84,8 @@ async fn a_poison_event_is_dead_lettered_and_the_next_is_handled(backend: Backen
     shop.stop().await;
 }
 
-async fn a_dead_letter_never_shows_a_payment_token(backend: Backend) {
-    let mut shop = start(backend, "token", 3).await;
+async fn a_dead_letter_never_shows_a_payment_token(broker: &Broker, backend: Backend) {
+    let mut shop = start(broker, backend, "token", 3).await;
     // Payments' group gives up on a PaymentRequested (as its consumer loop would).
     let group = ConsumerConfig::with_defaults("payments", &[subjects::PAYMENT_REQUESTED]);
     let mut payments = shop.bus.consumer(&group).await.unwrap();
@@ -149,8 +152,11 @@ async fn a_dead_letter_never_shows_a_payment_token(backend: Backend) {
     shop.stop().await;
 }
 
-async fn an_event_given_up_on_while_inventory_was_down_completes_on_replay(backend: Backend) {
-    let mut shop = start(backend, "inventory_down", 3).await;
+async fn an_event_given_up_on_while_inventory_was_down_completes_on_replay(
+    broker: &Broker,
+    backend: Backend,
+) {
+    let mut shop = start(broker, backend, "inventory_down", 3).await;
     let order = "order-inventory-down";
     shop.reserve(order).await;
     shop.publish(created(order)).await;
@@ -205,22 +211,22 @@ async fn an_event_given_up_on_while_inventory_was_down_completes_on_replay(backe
 }
 
 #[tokio::test]
-async fn a_poison_event_is_dead_lettered_and_the_next_is_handled_on_every_backend() {
-    for backend in backends() {
-        a_poison_event_is_dead_lettered_and_the_next_is_handled(backend).await;
+async fn a_poison_event_is_dead_lettered_and_the_next_is_handled_on_every_setup() {
+    for (broker, backend) in setups() {
+        a_poison_event_is_dead_lettered_and_the_next_is_handled(&broker, backend).await;
     }
 }
 
 #[tokio::test]
-async fn a_dead_letter_never_shows_a_payment_token_on_every_backend() {
-    for backend in backends() {
-        a_dead_letter_never_shows_a_payment_token(backend).await;
+async fn a_dead_letter_never_shows_a_payment_token_on_every_setup() {
+    for (broker, backend) in setups() {
+        a_dead_letter_never_shows_a_payment_token(&broker, backend).await;
     }
 }
 
 #[tokio::test]
-async fn an_event_given_up_on_while_inventory_was_down_completes_on_replay_on_every_backend() {
-    for backend in backends() {
-        an_event_given_up_on_while_inventory_was_down_completes_on_replay(backend).await;
+async fn an_event_given_up_on_while_inventory_was_down_completes_on_replay_on_every_setup() {
+    for (broker, backend) in setups() {
+        an_event_given_up_on_while_inventory_was_down_completes_on_replay(&broker, backend).await;
     }
 }

@@ -1,4 +1,4 @@
-//! Sagas over a real inventory and the real embedded event bus, on every database
+//! Sagas over a real inventory and a real event bus, on every broker and database
 //! backend: completion commits the reservation, failures release it and refund what was
 //! charged, a late charge is refunded, and the order of events does not change the outcome.
 
@@ -13,7 +13,7 @@ use meshmart::{
         inventory::ReservationState,
         orchestrator::{ListSagasRequest, saga::State},
     },
-    testing::{Backend, backends},
+    testing::{Backend, Broker, setups},
 };
 use support::*;
 
@@ -28,8 +28,8 @@ fn steps_named(saga: &meshmart::proto::orchestrator::Saga, name: &str) -> usize 
         .count()
 }
 
-async fn the_happy_path_commits_and_completes_once(backend: Backend) {
-    let mut shop = start(backend, "happy", 1000).await;
+async fn the_happy_path_commits_and_completes_once(broker: &Broker, backend: Backend) {
+    let mut shop = start(broker, backend, "happy", 1000).await;
     let order = "order-happy";
     shop.reserve(order).await;
     let events = [created(order), paid(order), shipped(order)];
@@ -61,8 +61,8 @@ async fn the_happy_path_commits_and_completes_once(backend: Backend) {
     shop.stop().await;
 }
 
-async fn a_decline_releases_and_fails_without_refund(backend: Backend) {
-    let mut shop = start(backend, "decline", 1000).await;
+async fn a_decline_releases_and_fails_without_refund(broker: &Broker, backend: Backend) {
+    let mut shop = start(broker, backend, "decline", 1000).await;
     let order = "order-declined";
     shop.reserve(order).await;
     shop.publish(created(order)).await;
@@ -96,8 +96,8 @@ async fn a_decline_releases_and_fails_without_refund(backend: Backend) {
     shop.stop().await;
 }
 
-async fn a_shipment_failure_after_payment_refunds_once(backend: Backend) {
-    let mut shop = start(backend, "shipment_failure", 1000).await;
+async fn a_shipment_failure_after_payment_refunds_once(broker: &Broker, backend: Backend) {
+    let mut shop = start(broker, backend, "shipment_failure", 1000).await;
     let order = "order-unshippable";
     shop.reserve(order).await;
     let events = [created(order), paid(order), shipment_failed(order)];
@@ -133,8 +133,8 @@ async fn a_shipment_failure_after_payment_refunds_once(backend: Backend) {
     shop.stop().await;
 }
 
-async fn a_charge_reported_after_the_order_failed_is_refunded(backend: Backend) {
-    let mut shop = start(backend, "late_charge", 1000).await;
+async fn a_charge_reported_after_the_order_failed_is_refunded(broker: &Broker, backend: Backend) {
+    let mut shop = start(broker, backend, "late_charge", 1000).await;
     let order = "order-late-charge";
     shop.reserve(order).await;
     shop.publish(created(order)).await;
@@ -163,8 +163,8 @@ async fn a_charge_reported_after_the_order_failed_is_refunded(backend: Backend) 
     shop.stop().await;
 }
 
-async fn any_order_of_events_gives_the_same_outcome(backend: Backend) {
-    let mut shop = start(backend, "any_order", 1000).await;
+async fn any_order_of_events_gives_the_same_outcome(broker: &Broker, backend: Backend) {
+    let mut shop = start(broker, backend, "any_order", 1000).await;
     type Make = fn(&str) -> Outgoing;
     let completing: [[Make; 3]; 3] = [
         [created, paid, shipped],
@@ -259,36 +259,36 @@ async fn any_order_of_events_gives_the_same_outcome(backend: Backend) {
 }
 
 #[tokio::test]
-async fn the_happy_path_commits_and_completes_once_on_every_backend() {
-    for backend in backends() {
-        the_happy_path_commits_and_completes_once(backend).await;
+async fn the_happy_path_commits_and_completes_once_on_every_setup() {
+    for (broker, backend) in setups() {
+        the_happy_path_commits_and_completes_once(&broker, backend).await;
     }
 }
 
 #[tokio::test]
-async fn a_decline_releases_and_fails_without_refund_on_every_backend() {
-    for backend in backends() {
-        a_decline_releases_and_fails_without_refund(backend).await;
+async fn a_decline_releases_and_fails_without_refund_on_every_setup() {
+    for (broker, backend) in setups() {
+        a_decline_releases_and_fails_without_refund(&broker, backend).await;
     }
 }
 
 #[tokio::test]
-async fn a_shipment_failure_after_payment_refunds_once_on_every_backend() {
-    for backend in backends() {
-        a_shipment_failure_after_payment_refunds_once(backend).await;
+async fn a_shipment_failure_after_payment_refunds_once_on_every_setup() {
+    for (broker, backend) in setups() {
+        a_shipment_failure_after_payment_refunds_once(&broker, backend).await;
     }
 }
 
 #[tokio::test]
-async fn a_charge_reported_after_the_order_failed_is_refunded_on_every_backend() {
-    for backend in backends() {
-        a_charge_reported_after_the_order_failed_is_refunded(backend).await;
+async fn a_charge_reported_after_the_order_failed_is_refunded_on_every_setup() {
+    for (broker, backend) in setups() {
+        a_charge_reported_after_the_order_failed_is_refunded(&broker, backend).await;
     }
 }
 
 #[tokio::test]
-async fn any_order_of_events_gives_the_same_outcome_on_every_backend() {
-    for backend in backends() {
-        any_order_of_events_gives_the_same_outcome(backend).await;
+async fn any_order_of_events_gives_the_same_outcome_on_every_setup() {
+    for (broker, backend) in setups() {
+        any_order_of_events_gives_the_same_outcome(&broker, backend).await;
     }
 }

@@ -10,7 +10,6 @@
 #![forbid(unsafe_code)]
 
 mod consumer;
-mod consumer_settings;
 mod downstream;
 mod error;
 mod metrics;
@@ -25,27 +24,23 @@ mod watch;
 use std::time::Duration;
 
 use meshmart::{
-    config::{ConfigError, DatabaseConfig, Env, ServerConfig, ServiceInfo},
-    events::{EventsConfig, metadata::subjects, outbox::Outbox},
+    config::{ConfigError, Env, FlowConfig, ServerConfig, ServiceInfo},
+    events::{ConsumerDefaults, metadata::subjects},
     proto::{
         catalog::catalog_service_client::CatalogServiceClient,
         inventory::inventory_service_client::InventoryServiceClient,
         orders::order_service_server::OrderServiceServer,
     },
-    server::{Listeners, ServiceHost},
+    server::{FlowHost, Listeners, Signal},
 };
 
-pub use consumer_settings::ConsumerSettings;
 pub use error::{Error, Result};
 pub use order_id::order_id;
 pub use service::Orders;
 pub use store::Store;
 
 /// The orders service's name and port.
-pub const SERVICE: ServiceInfo = ServiceInfo {
-    name: "orders",
-    grpc_port: 50053,
-};
+pub const SERVICE: ServiceInfo = ServiceInfo::new("orders", 50053);
 
 /// What the consumer group reads: how the order moves on. `payments.declined` is not among
 /// them: a decline is no state of the order; the orchestrator's OrderFailed that follows
@@ -57,74 +52,66 @@ pub const SUBJECTS: [&str; 4] = [
     subjects::ORDER_FAILED,
 ];
 
+/// The consumer group's defaults. A handler is one short transaction, so `ack_wait` (30 s)
+/// only matters after a crash; what fails is the database out of reach, so an event is
+/// tried 10 times over about three minutes (1, 2, 5, 10, then every 30 s), enough for a
+/// database failover, before it waits for an operator.
+pub fn consumer_defaults() -> ConsumerDefaults {
+    ConsumerDefaults {
+        ack_wait: Duration::from_secs(30),
+        max_attempts: 10,
+        backoff: [1000, 2000, 5000, 10_000, 30_000]
+            .map(Duration::from_millis)
+            .to_vec(),
+    }
+}
+
 /// Everything the orders service is configured with.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub server: ServerConfig,
-    pub database: DatabaseConfig,
-    /// The event broker: `NATS_URL`, or the embedded log in `DATA_DIR`.
-    pub events: EventsConfig,
+    pub flow: FlowConfig,
     /// Where the catalog service is: `CATALOG_ADDR`.
     pub catalog_addr: String,
     /// Where the inventory service is: `INVENTORY_ADDR`.
     pub inventory_addr: String,
-    pub consumer: ConsumerSettings,
 }
 
 impl Config {
     pub fn from_env(env: &Env, server: ServerConfig) -> Result<Self, ConfigError> {
         Ok(Self {
-            database: DatabaseConfig::from_env(env, server.service)?,
-            events: EventsConfig::from_env(env)?,
+            flow: FlowConfig::from_env(env, server, &SUBJECTS, consumer_defaults())?,
             catalog_addr: env.endpoint_or("CATALOG_ADDR", "http://127.0.0.1:50051")?,
             inventory_addr: env.endpoint_or("INVENTORY_ADDR", "http://127.0.0.1:50052")?,
-            consumer: ConsumerSettings::from_env(env)?,
-            server,
         })
     }
 }
 
-/// How often the outbox lag is sampled for the metrics.
-const OUTBOX_LAG_SAMPLE: Duration = Duration::from_secs(5);
-
 /// Opens the database and the event bus, and serves orders on `listeners` until `shutdown`
 /// completes, with the outbox relay and the consumer group beside it.
-pub async fn serve(
-    config: Config,
-    listeners: Listeners,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), meshmart::Error> {
-    let consumer_config = config.consumer.consumer_config();
-    consumer_config.validate()?;
-    let store = Store::connect(&config.database).await?;
-    let bus = meshmart::events::connect(&config.events).await?;
-    let outbox = Outbox::new(store.pools().clone());
+pub async fn serve(config: Config, listeners: Listeners, shutdown: Signal) -> meshmart::Result<()> {
+    let store = Store::connect(&config.flow.database).await?;
+    let mut flow = FlowHost::open(&config.flow, store.pools()).await?;
     let catalog = CatalogServiceClient::new(meshmart::client::connect_lazy(&config.catalog_addr)?);
     let inventory =
         InventoryServiceClient::new(meshmart::client::connect_lazy(&config.inventory_addr)?);
-    let mut host = ServiceHost::new(&config.server);
-    let metrics = metrics::Metrics::register(host.registry());
+    let metrics = metrics::Metrics::register(flow.registry());
     let changes = watch::Changes::new();
     let handler = consumer::Handler::new(
         store.clone(),
-        outbox.clone(),
+        flow.outbox.clone(),
         changes.clone(),
         metrics.clone(),
-        consumer_config.name.clone(),
+        flow.consumer.name.clone(),
     );
     let orders = Orders::new(
         store,
-        outbox.clone(),
+        flow.outbox.clone(),
         downstream::Downstream::new(catalog, inventory),
         changes.clone(),
-        metrics.clone(),
+        metrics,
     );
-    host.add_service(OrderServiceServer::new(orders))
-        .relay_beside(outbox.clone(), bus.clone())
-        .consume_beside(bus, consumer_config, handler)
-        .run_beside("outbox lag", move |stopping| {
-            metrics.sample_outbox_lag(outbox, OUTBOX_LAG_SAMPLE, stopping)
-        })
+    flow.relay_and_consume(handler)
+        .add_service(OrderServiceServer::new(orders))
         // Watch streams end when the drain begins, as health watches do, so that none holds
         // the drain up to its grace period; their clients watch again elsewhere.
         .run_beside("watch streams", move |stopping| async move {

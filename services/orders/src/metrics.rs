@@ -1,12 +1,10 @@
 //! What only the orders service knows: how placing orders goes, where orders move, what
-//! the consumer does with the flow's events, and how far behind its outbox is.
+//! the consumer does with the flow's events (the outbox lag is the shared runtime's).
 
-use std::time::Duration;
-
-use meshmart::{events::outbox::Outbox, metrics::OutcomeCounter};
+use meshmart::metrics::OutcomeCounter;
 use prometheus_client::{
     encoding::EncodeLabelSet,
-    metrics::{counter::Counter, family::Family, gauge::Gauge},
+    metrics::{counter::Counter, family::Family},
     registry::Registry,
 };
 
@@ -29,8 +27,6 @@ pub(crate) struct Metrics {
     /// Flow events by what they did: `transition`, `history_only`, `unchanged` (late or
     /// final), `repeated` (applied before), `unknown_order` (dead-lettered).
     events: OutcomeCounter,
-    /// Milliseconds the oldest unpublished event has waited in the outbox, sampled.
-    outbox_lag_ms: Gauge,
 }
 
 impl Metrics {
@@ -51,11 +47,6 @@ impl Metrics {
             "Flow events consumed, by what they did to their order",
             metrics.events.clone(),
         );
-        registry.register(
-            "orders_outbox_lag_ms",
-            "How long the oldest unpublished event has waited in the outbox, in milliseconds",
-            metrics.outbox_lag_ms.clone(),
-        );
         metrics
     }
 
@@ -73,24 +64,5 @@ impl Metrics {
 
     pub(crate) fn event(&self, outcome: &'static str) {
         meshmart::metrics::count(&self.events, outcome);
-    }
-
-    /// Samples the outbox lag every `every` until `stopping`. A scrape cannot wait for the
-    /// database, so the gauge holds the last sample: at most `every` old.
-    pub(crate) async fn sample_outbox_lag(
-        self,
-        outbox: Outbox,
-        every: Duration,
-        stopping: meshmart::shutdown::Signal,
-    ) {
-        let mut samples = meshmart::shutdown::Periodic::new(every, stopping);
-        while samples.next().await {
-            match outbox.lag_ms().await {
-                Ok(lag) => {
-                    self.outbox_lag_ms.set(lag);
-                }
-                Err(error) => tracing::debug!(%error, "cannot sample the outbox lag"),
-            }
-        }
     }
 }

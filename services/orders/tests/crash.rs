@@ -1,8 +1,9 @@
 //! A crash between the commit of an order and the publishing of its events loses nothing:
-//! the orders binary, built with crash points (`--features fault-injection`), aborts right
-//! after the commit (`orders.after_commit`); nothing is on the bus yet; started again, its
-//! relay publishes the three events from the outbox, and the caller's retry gets the order
-//! the first attempt placed, its stock held once.
+//! the orders binary, whose test build has crash points (`fault-injection`, through the
+//! dev-dependency on meshmart), aborts right after the commit (`orders.after_commit`);
+//! nothing is on the bus yet; started again, its relay publishes the three events from the
+//! outbox, and the caller's retry gets the order the first attempt placed, its stock held
+//! once.
 
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -51,7 +52,7 @@ async fn spawn(shop: &Shop, crash_at: Option<&str>) -> Orders {
         .env_clear()
         .env("GRPC_ADDR", format!("127.0.0.1:{port}"))
         .env("METRICS_ADDR", format!("127.0.0.1:{}", free_port()))
-        .env("DATABASE_URL", &shop.config.database.url)
+        .env("DATABASE_URL", &shop.config.flow.database.url)
         .env("DATA_DIR", shop.dir.path())
         .env("CATALOG_ADDR", shop.catalog.endpoint())
         .env("INVENTORY_ADDR", shop.inventory.endpoint())

@@ -72,13 +72,17 @@ pub struct Shop {
 }
 
 /// Starts one service crate's `serve` in this process, configured from `env` as its own
-/// binary would be from the process environment.
+/// binary would be from the process environment. The flow services hold their server's
+/// configuration in their shared part (`flow.server`), the others at the top (`server`).
 macro_rules! start {
-    ($service:ident, $env:expr) => {{
+    ($service:ident, $env:expr) => {
+        start!($service, $env, flow.server)
+    };
+    ($service:ident, $env:expr, $($server:ident).+) => {{
         let config =
             ::$service::Config::from_env(&$env, testing::server_config(::$service::SERVICE))
                 .expect(concat!("configure ", stringify!($service)));
-        let server = config.server.clone();
+        let server = config.$($server).+.clone();
         TestServer::spawn(&server, move |listeners, shutdown| {
             ::$service::serve(config, listeners, shutdown)
         })
@@ -123,12 +127,13 @@ impl Shop {
         };
 
         let mut servers = Vec::new();
-        let inventory = start!(inventory, env("inventory", &[]).await);
+        let inventory = start!(inventory, env("inventory", &[]).await, server);
         let inventory_addr = inventory.endpoint();
         servers.push(("inventory", inventory));
         let catalog = start!(
             catalog,
-            env("catalog", &[("INVENTORY_ADDR", inventory_addr.clone())]).await
+            env("catalog", &[("INVENTORY_ADDR", inventory_addr.clone())]).await,
+            server
         );
         let catalog_addr = catalog.endpoint();
         servers.push(("catalog", catalog));
@@ -193,6 +198,15 @@ impl Shop {
             _dir: dir,
             _jetstream_turn: jetstream_turn,
         }
+    }
+
+    /// `http://127.0.0.1:port` of `service` (`"orders"`, `"inventory"`, ...), for a client
+    /// of its own, such as the load generator's.
+    pub fn endpoint(&self, service: &str) -> Option<String> {
+        self.servers
+            .iter()
+            .find(|(name, _)| *name == service)
+            .map(|(_, server)| server.endpoint())
     }
 
     /// Stops every service, each draining as on SIGTERM.

@@ -6,11 +6,9 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use meshmart::{
     events::{
-        Bus, Consumer, ConsumerConfig, EventBus, EventsConfig, Outgoing,
-        embedded::EmbeddedConfig,
+        Bus, EventBus, Outgoing,
         metadata::{caused_by, first, outgoing, subjects},
     },
     proto::{
@@ -22,7 +20,7 @@ use meshmart::{
             ListShipmentsRequest, Shipment, fulfillment_service_client::FulfillmentServiceClient,
         },
     },
-    testing::{self, Backend, TestServer},
+    testing::{self, Backend, TestServer, Turn},
 };
 use tokio::{sync::mpsc, time::timeout};
 use tonic::transport::Channel;
@@ -30,65 +28,38 @@ use tonic::transport::Channel;
 /// How long any one wait in these tests may take.
 pub const WAIT: Duration = Duration::from_secs(20);
 
-#[derive(Debug, Clone)]
-pub enum Broker {
-    Embedded,
-    JetStream(String),
-}
+pub use meshmart::testing::{Broker, setups};
 
-/// Every (broker, backend) pair.
-pub fn setups() -> Vec<(Broker, Backend)> {
-    let mut brokers = vec![Broker::Embedded];
-    if let Some(url) = meshmart::events::suite::nats_test_url() {
-        brokers.push(Broker::JetStream(url));
-    }
-    let backends = testing::backends();
-    brokers
-        .into_iter()
-        .flat_map(|broker| {
-            backends
-                .iter()
-                .map(move |backend| (broker.clone(), *backend))
-        })
-        .collect()
-}
-
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub subject: String,
-    pub payload: Bytes,
-}
+/// One event fulfillment published.
+pub type Published = testing::Observed;
 
 pub struct Fulfillment {
     pub server: TestServer<meshmart::Error>,
     pub client: FulfillmentServiceClient<Channel>,
     pub bus: Bus,
     published: mpsc::UnboundedReceiver<Published>,
-    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
+    _turn: Option<Turn>,
     _dir: tempfile::TempDir,
 }
 
 pub async fn start(broker: &Broker, backend: Backend, test: &str) -> Fulfillment {
     let dir = tempfile::tempdir().unwrap();
-    let (events, turn) = match broker {
-        Broker::Embedded => (
-            EventsConfig::Embedded(EmbeddedConfig::at(dir.path().join("events.db"))),
-            None,
-        ),
-        Broker::JetStream(url) => {
-            // The service's subjects and group are the shop's: tests take turns.
-            let turn = testing::jetstream_turn(url).await;
-            (EventsConfig::JetStream { url: url.clone() }, Some(turn))
-        }
-    };
+    let (events, turn) = testing::events(broker, dir.path()).await;
     let config = fulfillment::Config {
-        server: testing::server_config(fulfillment::SERVICE),
-        database: testing::database(backend, dir.path(), &format!("{test}_fulfillment")).await,
-        events: events.clone(),
+        flow: meshmart::config::FlowConfig {
+            server: testing::server_config(fulfillment::SERVICE),
+            database: testing::database(backend, dir.path(), &format!("{test}_fulfillment")).await,
+            events: events.clone(),
+            consumer: meshmart::events::ConsumerConfig::with(
+                "fulfillment",
+                &fulfillment::SUBJECTS,
+                fulfillment::consumer_defaults(),
+            ),
+        },
     };
     let bus = meshmart::events::connect(&events).await.unwrap();
     let published = observe(&bus).await;
-    let server = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
+    let server = TestServer::spawn(&config.flow.server.clone(), |listeners, shutdown| {
         fulfillment::serve(config, listeners, shutdown)
     })
     .await;
@@ -106,30 +77,8 @@ pub async fn start(broker: &Broker, backend: Backend, test: &str) -> Fulfillment
 }
 
 async fn observe(bus: &Bus) -> mpsc::UnboundedReceiver<Published> {
-    let config = ConsumerConfig {
-        name: "fulfillment-test-observer".to_owned(),
-        subjects: [subjects::SHIPMENT_CREATED, subjects::SHIPMENT_FAILED]
-            .map(str::to_owned)
-            .to_vec(),
-        ack_wait: Duration::from_secs(30),
-        max_attempts: 1,
-        backoff: Vec::new(),
-    };
-    let mut consumer = bus.consumer(&config).await.unwrap();
-    let (sender, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(delivery) = consumer.next().await {
-            let published = Published {
-                subject: delivery.subject.clone(),
-                payload: delivery.payload.clone(),
-            };
-            delivery.ack().await.unwrap();
-            if sender.send(published).is_err() {
-                return;
-            }
-        }
-    });
-    receiver
+    let subjects = [subjects::SHIPMENT_CREATED, subjects::SHIPMENT_FAILED];
+    testing::observe(bus, "fulfillment-test-observer", &subjects).await
 }
 
 /// The address used everywhere, so a test can look for any part of it in what comes back.

@@ -156,6 +156,20 @@ impl Store {
         self.close(reservation_id, Close::Commit).await
     }
 
+    /// How many reservations hold stock now: neither committed, released nor expired
+    /// (one past its time counts as expired even before the sweeper closes it). Read from
+    /// the database, so every replica reports what all of them did.
+    pub async fn count_active_reservations(&self) -> Result<i64> {
+        let (active,): (i64,) = sqlx::query_as(
+            "SELECT COUNT(*) FROM reservations \
+             WHERE state = 'ACTIVE' AND (expire_time_ms IS NULL OR expire_time_ms > $1)",
+        )
+        .bind(self.now())
+        .fetch_one(self.db.read())
+        .await?;
+        Ok(active)
+    }
+
     /// Gives back the stock of reservations whose time ran out; returns how many.
     pub async fn expire_reservations(&self) -> Result<usize> {
         let due: Vec<(String,)> = sqlx::query_as(

@@ -1,5 +1,6 @@
-//! The orchestrator in-process in front of a real inventory, on one embedded event bus,
-//! with a test consumer group that sees what the orchestrator publishes.
+//! The orchestrator in-process in front of a real inventory, on a real event bus (the
+//! embedded log always, JetStream when `MESHMART_TEST_NATS_URL` names a server), with a
+//! test consumer group that sees what the orchestrator publishes.
 
 #![allow(dead_code, unreachable_pub)]
 
@@ -7,8 +8,7 @@ use std::{net::SocketAddr, time::Duration};
 
 use meshmart::{
     events::{
-        Consumer, ConsumerConfig, EventBus, EventsConfig, Outgoing,
-        embedded::EmbeddedConfig,
+        ConsumerConfig, EventBus, EventsConfig, Outgoing,
         metadata::{outgoing, subjects},
     },
     proto::{
@@ -25,7 +25,7 @@ use meshmart::{
             orchestrator_service_client::OrchestratorServiceClient,
         },
     },
-    testing::{self, Backend, TestServer},
+    testing::{self, Backend, Broker, TestServer, Turn},
 };
 use prost::Message;
 use tokio::sync::mpsc;
@@ -47,6 +47,7 @@ pub struct Shop {
     /// What the orchestrator published, as the test group received it.
     pub published: mpsc::UnboundedReceiver<Published>,
     pub events: EventsConfig,
+    _turn: Option<Turn>,
     _dir: tempfile::TempDir,
 }
 
@@ -59,8 +60,9 @@ pub struct Published {
     pub detail: String,
 }
 
-pub async fn start(backend: Backend, test: &str, max_attempts: u32) -> Shop {
+pub async fn start(broker: &Broker, backend: Backend, test: &str, max_attempts: u32) -> Shop {
     let dir = tempfile::tempdir().unwrap();
+    let (events, turn) = testing::events(broker, dir.path()).await;
     let inventory_config = inventory::Config {
         server: testing::server_config(inventory::SERVICE),
         database: testing::database(backend, dir.path(), &format!("{test}_inventory")).await,
@@ -70,20 +72,21 @@ pub async fn start(backend: Backend, test: &str, max_attempts: u32) -> Shop {
     let stock = InventoryServiceClient::connect(inventory.endpoint())
         .await
         .unwrap();
-    let events = EventsConfig::Embedded(EmbeddedConfig::at(dir.path().join("events.db")));
     let bus = meshmart::events::connect(&events).await.unwrap();
     let published = observe(bus.clone()).await;
     let mut consumer = ConsumerConfig::with_defaults("orchestrator", &orchestrator::SUBJECTS);
     consumer.backoff = vec![Duration::from_millis(50)];
     consumer.max_attempts = max_attempts;
     let config = orchestrator::Config {
-        server: testing::server_config(orchestrator::SERVICE),
-        database: testing::database(backend, dir.path(), &format!("{test}_orchestrator")).await,
-        events: events.clone(),
-        consumer,
+        flow: meshmart::config::FlowConfig {
+            server: testing::server_config(orchestrator::SERVICE),
+            database: testing::database(backend, dir.path(), &format!("{test}_orchestrator")).await,
+            events: events.clone(),
+            consumer,
+        },
         inventory_addr: inventory.endpoint(),
     };
-    let orchestrator = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
+    let orchestrator = TestServer::spawn(&config.flow.server.clone(), |listeners, shutdown| {
         orchestrator::serve(config, listeners, shutdown)
     })
     .await;
@@ -105,6 +108,7 @@ pub async fn start(backend: Backend, test: &str, max_attempts: u32) -> Shop {
         bus,
         published,
         events,
+        _turn: turn,
         _dir: dir,
     }
 }
@@ -119,44 +123,34 @@ async fn serve_inventory(config: &inventory::Config) -> TestServer<meshmart::Err
 
 /// A consumer group of the test's own on what the orchestrator publishes.
 async fn observe(bus: meshmart::events::Bus) -> mpsc::UnboundedReceiver<Published> {
-    let config = ConsumerConfig {
-        name: "test-observer".to_owned(),
-        subjects: [
-            subjects::ORDER_COMPLETED,
-            subjects::ORDER_FAILED,
-            subjects::REFUND_REQUESTED,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-        ack_wait: Duration::from_secs(30),
-        max_attempts: 5,
-        backoff: Vec::new(),
-    };
-    let mut consumer = bus.consumer(&config).await.unwrap();
+    let subjects = [
+        subjects::ORDER_COMPLETED,
+        subjects::ORDER_FAILED,
+        subjects::REFUND_REQUESTED,
+    ];
+    let mut observed = testing::observe(&bus, "test-observer", &subjects).await;
     let (send, receive) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        while let Ok(delivery) = consumer.next().await {
-            let payload = delivery.payload.clone();
-            let (metadata, detail) = match delivery.subject.as_str() {
+        while let Some(event) = observed.recv().await {
+            let (metadata, detail) = match event.subject.as_str() {
                 subjects::ORDER_COMPLETED => (
-                    OrderCompleted::decode(payload).unwrap().metadata,
+                    OrderCompleted::decode(event.payload).unwrap().metadata,
                     String::new(),
                 ),
                 subjects::ORDER_FAILED => {
-                    let e = OrderFailed::decode(payload).unwrap();
+                    let e = OrderFailed::decode(event.payload).unwrap();
                     (e.metadata, e.reason)
                 }
                 _ => {
-                    let e = RefundRequested::decode(payload).unwrap();
+                    let e = RefundRequested::decode(event.payload).unwrap();
                     (e.metadata, e.charge_id)
                 }
             };
             let published = Published {
-                subject: delivery.subject.clone(),
+                subject: event.subject,
                 order_id: metadata.unwrap().order_id,
                 detail,
             };
-            delivery.ack().await.unwrap();
             if send.send(published).is_err() {
                 return;
             }

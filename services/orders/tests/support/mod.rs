@@ -12,7 +12,7 @@ use std::{
 };
 
 use meshmart::{
-    config::Env,
+    config::{Env, FlowConfig},
     customer::CUSTOMER_HEADER,
     events::{
         Bus, BusConsumer, Consumer, ConsumerConfig, EventBus, EventsConfig, Headers,
@@ -109,19 +109,25 @@ pub async fn start(backend: Backend, broker: &Broker, test: &str) -> Shop {
         Broker::JetStream(url) => Env::from_pairs([("NATS_URL", url.as_str())]),
     };
     let events = EventsConfig::from_env(&env).unwrap();
-    let mut consumer = orders::ConsumerSettings::from_env(&Env::default()).unwrap();
+    let mut consumer = ConsumerConfig::with(
+        orders::SERVICE.name,
+        &orders::SUBJECTS,
+        orders::consumer_defaults(),
+    );
     // Quick retries; and on a JetStream server shared by every test, a group of its own.
     consumer.backoff = vec![Duration::from_millis(100)];
     if let Broker::JetStream(_) = broker {
-        consumer.group = unique("orders_");
+        consumer.name = unique("orders_");
     }
     let config = orders::Config {
-        server: testing::server_config(orders::SERVICE),
-        database: testing::database(backend, dir.path(), &format!("{test}_orders")).await,
-        events: events.clone(),
+        flow: FlowConfig {
+            server: testing::server_config(orders::SERVICE),
+            database: testing::database(backend, dir.path(), &format!("{test}_orders")).await,
+            events: events.clone(),
+            consumer,
+        },
         catalog_addr: catalog.endpoint(),
         inventory_addr: inventory.endpoint(),
-        consumer,
     };
     let bus = meshmart::events::connect(&events).await.unwrap();
     let inventory_client = InventoryServiceClient::connect(inventory.endpoint())
@@ -145,7 +151,7 @@ async fn spawn_orders(
     config: &orders::Config,
 ) -> (TestServer<meshmart::Error>, OrderServiceClient<Channel>) {
     let config = config.clone();
-    let orders = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
+    let orders = TestServer::spawn(&config.flow.server.clone(), |listeners, shutdown| {
         orders::serve(config, listeners, shutdown)
     })
     .await;

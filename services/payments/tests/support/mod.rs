@@ -13,11 +13,9 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
 use meshmart::{
     events::{
-        Bus, Consumer, ConsumerConfig, EventBus, EventsConfig, Outgoing,
-        embedded::EmbeddedConfig,
+        Bus, EventBus, Outgoing,
         metadata::{first, outgoing, subjects},
     },
     proto::{
@@ -25,7 +23,7 @@ use meshmart::{
         google::r#type::Money,
         payments::payment_service_client::PaymentServiceClient,
     },
-    testing::{self, Backend, TestServer},
+    testing::{self, Backend, TestServer, Turn},
 };
 use sqlx::AnyPool;
 use tokio::{sync::mpsc, time::timeout};
@@ -37,33 +35,7 @@ pub const WAIT: Duration = Duration::from_secs(20);
 pub const PROVIDER_TIMEOUT: Duration = Duration::from_millis(200);
 pub const MAX_ATTEMPTS: u32 = 4;
 
-/// The brokers to run on.
-#[derive(Debug, Clone)]
-pub enum Broker {
-    Embedded,
-    JetStream(String),
-}
-
-pub fn brokers() -> Vec<Broker> {
-    let mut brokers = vec![Broker::Embedded];
-    if let Some(url) = meshmart::events::suite::nats_test_url() {
-        brokers.push(Broker::JetStream(url));
-    }
-    brokers
-}
-
-/// Every (broker, backend) pair.
-pub fn setups() -> Vec<(Broker, Backend)> {
-    let backends = testing::backends();
-    brokers()
-        .into_iter()
-        .flat_map(|broker| {
-            backends
-                .iter()
-                .map(move |backend| (broker.clone(), *backend))
-        })
-        .collect()
-}
+pub use meshmart::testing::{Broker, setups};
 
 /// Everything this process logs, to check that no card token is ever in it.
 pub fn captured_logs() -> String {
@@ -101,12 +73,7 @@ impl Write for LogWriter {
 }
 
 /// One event payments published.
-#[derive(Debug, Clone)]
-pub struct Published {
-    pub subject: String,
-    pub message_id: String,
-    pub payload: Bytes,
-}
+pub type Published = testing::Observed;
 
 pub struct Payments {
     pub server: TestServer<meshmart::Error>,
@@ -114,36 +81,34 @@ pub struct Payments {
     pub bus: Bus,
     pub db: AnyPool,
     published: mpsc::UnboundedReceiver<Published>,
-    _turn: Option<tokio::sync::MutexGuard<'static, ()>>,
+    _turn: Option<Turn>,
     _dir: tempfile::TempDir,
 }
 
 pub async fn start(broker: &Broker, backend: Backend, test: &str) -> Payments {
     logs();
     let dir = tempfile::tempdir().unwrap();
-    let (events, turn) = match broker {
-        Broker::Embedded => (
-            EventsConfig::Embedded(EmbeddedConfig::at(dir.path().join("events.db"))),
-            None,
-        ),
-        Broker::JetStream(url) => {
-            // The service's subjects and group are the shop's: tests take turns.
-            let turn = testing::jetstream_turn(url).await;
-            (EventsConfig::JetStream { url: url.clone() }, Some(turn))
-        }
-    };
+    let (events, turn) = testing::events(broker, dir.path()).await;
     let url = testing::database_url(backend, dir.path(), &format!("{test}_payments")).await;
-    let config = payments::Config {
+    let mut flow = meshmart::config::FlowConfig {
         server: testing::server_config(payments::SERVICE),
         database: meshmart::config::DatabaseConfig::with_url(url.clone()),
         events: events.clone(),
+        consumer: meshmart::events::ConsumerConfig::with(
+            "payments",
+            &payments::SUBJECTS,
+            payments::consumer_defaults(PROVIDER_TIMEOUT),
+        ),
+    };
+    flow.consumer.max_attempts = MAX_ATTEMPTS;
+    flow.consumer.backoff = vec![Duration::from_millis(50)];
+    let config = payments::Config {
+        flow,
         provider_timeout: PROVIDER_TIMEOUT,
-        max_attempts: MAX_ATTEMPTS,
-        retry_backoff: Duration::from_millis(50),
     };
     let bus = meshmart::events::connect(&events).await.unwrap();
     let published = observe(&bus).await;
-    let server = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
+    let server = TestServer::spawn(&config.flow.server.clone(), |listeners, shutdown| {
         payments::serve(config, listeners, shutdown)
     })
     .await;
@@ -169,36 +134,13 @@ pub async fn start(broker: &Broker, backend: Backend, test: &str) -> Payments {
 
 /// A consumer group of the test's own on everything payments publishes.
 async fn observe(bus: &Bus) -> mpsc::UnboundedReceiver<Published> {
-    let config = ConsumerConfig {
-        name: "payments-test-observer".to_owned(),
-        subjects: [
-            subjects::PAYMENT_SUCCEEDED,
-            subjects::PAYMENT_DECLINED,
-            subjects::PAYMENT_FAILED,
-            subjects::PAYMENT_REFUNDED,
-        ]
-        .map(str::to_owned)
-        .to_vec(),
-        ack_wait: Duration::from_secs(30),
-        max_attempts: 1,
-        backoff: Vec::new(),
-    };
-    let mut consumer = bus.consumer(&config).await.unwrap();
-    let (sender, receiver) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok(delivery) = consumer.next().await {
-            let published = Published {
-                subject: delivery.subject.clone(),
-                message_id: delivery.message_id.clone(),
-                payload: delivery.payload.clone(),
-            };
-            delivery.ack().await.unwrap();
-            if sender.send(published).is_err() {
-                return;
-            }
-        }
-    });
-    receiver
+    let subjects = [
+        subjects::PAYMENT_SUCCEEDED,
+        subjects::PAYMENT_DECLINED,
+        subjects::PAYMENT_FAILED,
+        subjects::PAYMENT_REFUNDED,
+    ];
+    testing::observe(bus, "payments-test-observer", &subjects).await
 }
 
 pub fn euros(units: i64) -> Money {
