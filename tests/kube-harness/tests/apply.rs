@@ -18,6 +18,8 @@ async fn kustomize(cluster: &Cluster, dir: &str) -> Result<String, Error> {
 
 /// `helm template meshmart helm/meshmart --namespace meshmart [-f VALUES]`, as
 /// `helm install` would render it (the `helm test` hooks included: they are applied too).
+/// Without a values file it sets the one value the chart requires, as the README's
+/// `helm install` does: a registry.
 async fn helm_template(cluster: &Cluster, values: Option<&str>) -> Result<String, Error> {
     let chart = repo_root().join("helm/meshmart");
     let chart = chart.to_string_lossy().into_owned();
@@ -27,8 +29,9 @@ async fn helm_template(cluster: &Cluster, values: Option<&str>) -> Result<String
         chart,
         "--namespace=meshmart".to_owned(),
     ];
-    if let Some(values) = values {
-        args.push(format!("--values={}", repo_root().join(values).display()));
+    match values {
+        Some(values) => args.push(format!("--values={}", repo_root().join(values).display())),
+        None => args.push("--set=image.registry=registry.example.com".to_owned()),
     }
     Ok(run(&cluster.tool("helm"), &args, None).await?.stdout)
 }
