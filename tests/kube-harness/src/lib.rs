@@ -77,6 +77,26 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The names of the chart's ci values files (`helm/meshmart/ci/*-values.yaml`,
+/// chart-testing's convention), sorted; never empty.
+pub fn ci_values_files() -> Result<Vec<String>, Error> {
+    let dir = repo_root().join("helm/meshmart/ci");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .map_err(io(format!("read {}", dir.display())))?
+        .filter_map(Result::ok)
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with("-values.yaml"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Io {
+            what: format!("find *-values.yaml in {}", dir.display()),
+            source: std::io::ErrorKind::NotFound.into(),
+        });
+    }
+    Ok(files)
+}
+
 /// The folder the tool binaries are taken from.
 pub fn bin_dir() -> PathBuf {
     std::env::var_os("MESHMART_KUBE_BIN")

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use kube_harness::{Cluster, Error, repo_root, run, run_any};
+use kube_harness::{Cluster, Error, ci_values_files, repo_root, run, run_any};
 
 /// `(code, origin)` pairs the allow-list accepts.
 fn allowed() -> Result<BTreeSet<(String, String)>, Error> {
@@ -154,16 +154,7 @@ async fn istioctl_analyze_finds_nothing_in_the_committed_files() -> Result<(), E
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn istioctl_analyze_finds_nothing_in_the_chart_with_ci_values() -> Result<(), Error> {
     let dir = repo_root().join("helm/meshmart/ci");
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|source| Error::Io {
-            what: format!("read {}", dir.display()),
-            source,
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with("-values.yaml"))
-        .collect();
-    files.sort();
+    let files = ci_values_files()?;
     let allowed = allowed()?;
     for file in files {
         let Some(cluster) = Cluster::start(

@@ -7,7 +7,7 @@
 //! Each test has a cluster of its own (about 10-20 s to start). Without the binaries the
 //! tests say so and pass, unless MESHMART_REQUIRE_KUBE is set (scripts/test.sh sets it).
 
-use kube_harness::{Cluster, Error, Output, repo_root, run};
+use kube_harness::{Cluster, Error, Output, ci_values_files, repo_root, run};
 
 /// `kubectl kustomize DIR` (relative to the repository).
 async fn kustomize(cluster: &Cluster, dir: &str) -> Result<String, Error> {
@@ -131,18 +131,7 @@ async fn the_chart_with_its_defaults_is_accepted() -> Result<(), Error> {
 /// its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_with_each_ci_values_file_is_accepted() -> Result<(), Error> {
-    let dir = repo_root().join("helm/meshmart/ci");
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .map_err(|source| Error::Io {
-            what: format!("read {}", dir.display()),
-            source,
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|name| name.ends_with("-values.yaml"))
-        .collect();
-    files.sort();
-    assert!(!files.is_empty(), "no *-values.yaml in {}", dir.display());
+    let files = ci_values_files()?;
     for file in files {
         let cluster = start!("the_chart_with_each_ci_values_file_is_accepted", &["helm"]);
         let values = format!("helm/meshmart/ci/{file}");
