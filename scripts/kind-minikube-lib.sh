@@ -5,7 +5,7 @@
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 NAMESPACE=meshmart
 # The Istio release these manifests are checked against (its CRD schemas); istioctl must match.
-ISTIO_VERSION="${ISTIO_VERSION:-1.30.1}"
+ISTIO_VERSION="${ISTIO_VERSION:-1.31.4}"
 LOCAL_PORT="${LOCAL_PORT:-8080}"
 
 say() { printf '\n== %s\n' "$*" >&2; }

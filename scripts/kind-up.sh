@@ -5,7 +5,7 @@
 #   scripts/kind-up.sh            then follow docs/deploy.md from "Call the shop"
 #   scripts/kind-down.sh          deletes the cluster
 #
-# Environment: CLUSTER_NAME (meshmart), ISTIO_VERSION (1.30.1), LOCAL_PORT (8080),
+# Environment: CLUSTER_NAME (meshmart), ISTIO_VERSION (1.31.4), LOCAL_PORT (8080),
 # PORT_FORWARD=0 to finish without forwarding.
 set -euo pipefail
 # shellcheck source=scripts/kind-minikube-lib.sh

@@ -7,7 +7,7 @@
 #   scripts/minikube-down.sh      deletes the cluster
 #
 # Environment: MINIKUBE_PROFILE (meshmart), MINIKUBE_CPUS (4), MINIKUBE_MEMORY (6g),
-# ISTIO_VERSION (1.30.1), LOCAL_PORT (8080), PORT_FORWARD=0 to finish without forwarding.
+# ISTIO_VERSION (1.31.4), LOCAL_PORT (8080), PORT_FORWARD=0 to finish without forwarding.
 set -euo pipefail
 # shellcheck source=scripts/kind-minikube-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/kind-minikube-lib.sh"

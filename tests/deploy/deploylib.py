@@ -33,7 +33,7 @@ NAMESPACE = "meshmart"
 LOCAL_VALUES = CHART / "ci" / "local-values.yaml"
 # The Kubernetes version whose schemas validate the core kinds (kind's and minikube's current).
 KUBE_VERSION = "1.35.0"
-# The Istio CRDs (Istio 1.30), vendored in tests/deploy/schemas (see its README); ISTIO_CRDS
+# The Istio CRDs (Istio 1.31), vendored in tests/deploy/schemas (see its README); ISTIO_CRDS
 # points the checks at another copy, to try a newer Istio before vendoring it.
 SCHEMAS = ROOT / "tests" / "deploy" / "schemas"
 ISTIO_CRDS = Path(os.environ.get("ISTIO_CRDS", SCHEMAS / "istio-crds.gen.yaml"))
