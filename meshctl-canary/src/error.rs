@@ -54,13 +54,13 @@ impl Error {
 }
 
 /// An error and its sources on one line: `a: b: c`, without repeating a source the
-/// message already ends with.
+/// message already has (many of kube's errors include their source in their message).
 fn chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut line = error.to_string();
     let mut source = error.source();
     while let Some(next) = source {
         let text = next.to_string();
-        if !line.ends_with(&text) {
+        if !line.contains(&text) {
             line.push_str(": ");
             line.push_str(&text);
         }

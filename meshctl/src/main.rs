@@ -7,17 +7,22 @@
 //!   environment exactly like the service's own binary.
 //! - `meshctl dlq list|show|replay` works through the event bus's dead letters, with the
 //!   orchestrator's DeadLetterService.
+//! - `meshctl canary status|set|promote|rollback` reads and sets a canary's weights in a
+//!   cluster: it runs the `meshctl-canary` binary, which has the Kubernetes client.
 //! - `meshctl completions <shell>` prints shell completions.
 
 // A command line tool talks to its user on stdout.
 #![allow(clippy::print_stdout)]
 
+mod canary;
 mod children;
 mod dlq;
 mod supervise;
 mod up;
 
 use std::process::ExitCode;
+
+use std::ffi::OsString;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 
@@ -52,6 +57,20 @@ enum Command {
     /// Exit codes: 1 no such dead letter, 2 usage, 3 the orchestrator is out of reach or
     /// failed.
     Dlq(dlq::Options),
+    /// Show and set the canary weights of a release in a cluster
+    ///
+    /// Runs the meshctl-canary binary (beside meshctl, or on PATH; `cargo build -p
+    /// meshctl-canary`) with these arguments: `meshctl canary --help` for its commands.
+    #[command(disable_help_flag = true)]
+    Canary {
+        /// The arguments of meshctl-canary, as given
+        #[arg(
+            trailing_var_arg = true,
+            allow_hyphen_values = true,
+            value_name = "ARGS"
+        )]
+        args: Vec<OsString>,
+    },
     /// Print shell completions
     ///
     /// For example:
@@ -109,6 +128,7 @@ fn main() -> ExitCode {
         Command::Up(options) => up::run(&options),
         Command::Dlq(options) => dlq::run(&options),
         Command::Serve { service } => service.serve(),
+        Command::Canary { args } => canary::run(&args),
         Command::Completions { shell } => {
             clap_complete::generate(
                 shell,
@@ -128,6 +148,18 @@ mod tests {
     #[test]
     fn the_command_line_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn canary_passes_every_argument_through() {
+        let given = ["-n", "shop", "set", "catalog", "50", "--dry-run", "--help"];
+        let cli = Cli::try_parse_from(["meshctl", "canary"].into_iter().chain(given)).unwrap();
+        let Command::Canary { args } = cli.command else {
+            panic!("not the canary command: {cli:?}");
+        };
+        assert_eq!(args, given.map(OsString::from));
+        let bare = Cli::try_parse_from(["meshctl", "canary"]).unwrap();
+        assert!(matches!(bare.command, Command::Canary { args } if args.is_empty()));
     }
 
     #[test]
