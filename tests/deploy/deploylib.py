@@ -390,6 +390,21 @@ class Model:
         self.workloads = workloads(docs)
         self.gateways = {(d.namespace, d.name): d for d in docs if d.kind == "Gateway"}
         self.destination_rules = [d for d in docs if d.kind == "DestinationRule"]
+        # Delegate VirtualServices (no hosts): what a route's `delegate` names.
+        self.delegates = {
+            (d.namespace, d.name): d for d in docs if d.kind == "VirtualService" and not d.spec.get("hosts")
+        }
+
+    def route_destinations(self, route: dict, namespace: str) -> list[dict]:
+        """Where a route sends calls: its own `route`, or for a root route the destinations of
+        the delegate VirtualService it names (Istio merges the two)."""
+        delegate = route.get("delegate")
+        if not delegate:
+            return route.get("route") or []
+        target = self.delegates.get((delegate.get("namespace") or namespace, delegate.get("name")))
+        if target is None:
+            return []
+        return [d for r in target.spec.get("http") or [] for d in r.get("route") or []]
 
     def service_for_host(self, host: str, namespace: str):
         """The Service a mesh host names: short, <name>.<ns>, or the FQDN."""
@@ -495,6 +510,26 @@ def route_tries(route: dict) -> int:
     return max((route["retries"] or {}).get("attempts", 0), 0) + 1
 
 
+def _destination_errors(where: str, destinations: list[dict], vs: Doc, model: Model, subsets: dict) -> list[str]:
+    """Each destination is a Service port and a subset a DestinationRule defines; weights add up."""
+    errors = []
+    if len(destinations) > 1 and sum(d.get("weight", 0) for d in destinations) != 100:
+        errors.append(f"{where}: weights add up to {sum(d.get('weight', 0) for d in destinations)}, not 100")
+    for destination in destinations:
+        dest = destination.get("destination") or {}
+        service = model.service_for_host(dest.get("host", ""), vs.namespace)
+        if service is None:
+            errors.append(f"{where}: destination {dest.get('host')!r} is not a Service")
+            continue
+        number = (dest.get("port") or {}).get("number")
+        if number is not None and number not in [p.get("port") for p in service.spec.get("ports") or []]:
+            errors.append(f"{where}: port {number} is not a port of {service}")
+        subset = dest.get("subset")
+        if subset and subset not in subsets.get((service.namespace, service.name), set()):
+            errors.append(f"{where}: subset {subset!r} of {service.name} is defined by no DestinationRule")
+    return errors
+
+
 def crossref_errors(
     docs: list[Doc], *, external_principals: Iterable[str] = (), external_secrets: Iterable[str] = ()
 ) -> list[str]:
@@ -595,6 +630,16 @@ def crossref_errors(
     # the route's methods and fit in its timeout.
     timeouts: dict[str, dict[str, float]] = {}
     for vs in (d for d in docs if d.kind == "VirtualService"):
+        if (vs.namespace, vs.name) in model.delegates:
+            # A delegate holds destinations only; the root routes that name it carry the
+            # match, timeout and retries, and are checked below with its destinations.
+            for route in vs.spec.get("http") or []:
+                errors.extend(_destination_errors(f"{vs}: route {route.get('name', '(unnamed)')!r}", route.get("route") or [], vs, model, subsets))
+            if vs.spec.get("gateways"):
+                errors.append(f"{vs}: a delegate (no hosts) names gateways, which Istio ignores")
+            if not any((r.get("delegate") or {}).get("name") == vs.name for d in docs if d.kind == "VirtualService" for r in d.spec.get("http") or []):
+                errors.append(f"{vs}: a delegate no route delegates to")
+            continue
         gateways = vs.spec.get("gateways") or ["mesh"]
         for gateway in gateways:
             if gateway == "mesh":
@@ -613,21 +658,14 @@ def crossref_errors(
                     errors.append(f"{vs}: host {host!r} is not served by {gw}")
         for route in vs.spec.get("http") or []:
             where = f"{vs}: route {route.get('name', '(unnamed)')!r}"
-            destinations = route.get("route") or []
-            if len(destinations) > 1 and sum(d.get("weight", 0) for d in destinations) != 100:
-                errors.append(f"{where}: weights add up to {sum(d.get('weight', 0) for d in destinations)}, not 100")
-            for destination in destinations:
-                dest = destination.get("destination") or {}
-                service = model.service_for_host(dest.get("host", ""), vs.namespace)
-                if service is None:
-                    errors.append(f"{where}: destination {dest.get('host')!r} is not a Service")
-                    continue
-                number = (dest.get("port") or {}).get("number")
-                if number is not None and number not in [p.get("port") for p in service.spec.get("ports") or []]:
-                    errors.append(f"{where}: port {number} is not a port of {service}")
-                subset = dest.get("subset")
-                if subset and subset not in subsets.get((service.namespace, service.name), set()):
-                    errors.append(f"{where}: subset {subset!r} of {service.name} is defined by no DestinationRule")
+            delegate = route.get("delegate")
+            if delegate:
+                if route.get("route"):
+                    errors.append(f"{where}: has both delegate and route")
+                if not model.route_destinations(route, vs.namespace):
+                    errors.append(f"{where}: delegates to {delegate.get('name')!r}, which is not a delegate VirtualService")
+            else:
+                errors.extend(_destination_errors(where, route.get("route") or [], vs, model, subsets))
             klass = route_class(route)
             retries = route.get("retries") or {}
             attempts = retries.get("attempts", 0)
@@ -793,13 +831,13 @@ def edge_calls(docs: list[Doc], model: Model | None = None) -> tuple[list[EdgeCa
     graph = call_graph(docs, model)
     tries: dict[tuple[str, str], int] = {}
     entries: list[tuple[str, str, set[str], int]] = []
-    for vs in (d for d in docs if d.kind == "VirtualService"):
+    for vs in (d for d in docs if d.kind == "VirtualService" and (d.namespace, d.name) not in model.delegates):
         gateways = vs.spec.get("gateways") or ["mesh"]
         for route in vs.spec.get("http") or []:
             klass = route_class(route)
             services = {
                 service.name
-                for d in route.get("route") or []
+                for d in model.route_destinations(route, vs.namespace)
                 if (service := model.service_for_host((d.get("destination") or {}).get("host", ""), vs.namespace))
             }
             if not klass or not services:

@@ -161,7 +161,7 @@ def test_notes_show_the_grpcurl_commands():
     assert "helm test meshmart" in notes
     assert 'grpcurl -plaintext -H "authorization: Bearer $TOKEN" localhost:8080 list' in notes
     assert "-d '{\"pageSize\": 3}' localhost:8080 meshmart.catalog.v1.CatalogService/ListProducts" in notes
-    assert "x-meshmart-canary: v2" in notes and "canary.weight=50" in notes
+    assert "x-meshmart-canary: v2" in notes and "meshctl canary -n meshmart set catalog 50" in notes
 
 
 def test_helm_test_checks_every_service():
@@ -193,7 +193,7 @@ def test_committed_manifests_are_the_chart_rendered():
 def test_drift_is_detected():
     expected = render.rendered_files()
     tampered = dict(expected)
-    path = ROOT / "istio" / "virtualservices.yaml"
+    path = ROOT / "istio" / "canaryweights.yaml"
     tampered[path] = tampered[path].replace("weight: 10", "weight: 15", 1)
     tampered[ROOT / "istio" / "stray.yaml"] = "---\n"
     problems = render.compare(expected, tampered)

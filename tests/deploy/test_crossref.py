@@ -152,8 +152,18 @@ def test_the_canary_splits_by_weight_and_pins_by_header():
     docs = target("committed").docs
     vs = next(d for d in docs if d.kind == "VirtualService" and d.name == "catalog")
     routes = {r["name"]: r for r in vs.spec["http"]}
-    weights = {d["destination"]["subset"]: d["weight"] for d in routes["catalog-reads"]["route"]}
+    # The split is the delegate's (meshctl canary writes it); the route keeps its retries.
+    assert routes["catalog-reads"]["delegate"] == {"name": "catalog-weights", "namespace": "meshmart"}
+    assert "route" not in routes["catalog-reads"] and routes["catalog-reads"]["retries"]
+    weights_vs = next(d for d in docs if d.kind == "VirtualService" and d.name == "catalog-weights")
+    assert "hosts" not in weights_vs.spec and "gateways" not in weights_vs.spec
+    [split] = weights_vs.spec["http"]
+    weights = {d["destination"]["subset"]: d["weight"] for d in split["route"]}
     assert weights == {"v1": 90, "v2": 10}
+    assert list(weights) == ["v1", "v2"], "the stable version first, the canary second"
+    edge = next(d for d in docs if d.kind == "VirtualService" and d.name == "meshmart-edge")
+    delegating = {r["name"] for r in edge.spec["http"] + vs.spec["http"] if r.get("delegate")}
+    assert delegating == {f"catalog-{c}" for c in ("reads", "writes", "other")}
     pinned = routes["catalog-reads-v2-pinned"]
     assert all(m["headers"] == {"x-meshmart-canary": {"exact": "v2"}} for m in pinned["match"])
     assert [d["destination"]["subset"] for d in pinned["route"]] == ["v2"]
@@ -255,21 +265,27 @@ BREAKAGES = {
     ),
     "destination is no Service": (
         "VirtualService",
-        "catalog",
-        lambda b: _route(b, "catalog-reads")["route"][0]["destination"].update(host="catalogue"),
+        "catalog-weights",
+        lambda b: _route(b, "weights")["route"][0]["destination"].update(host="catalogue"),
         "is not a Service",
     ),
     "subset no DestinationRule defines": (
         "VirtualService",
-        "catalog",
-        lambda b: _route(b, "catalog-reads")["route"][1]["destination"].update(subset="v3"),
+        "catalog-weights",
+        lambda b: _route(b, "weights")["route"][1]["destination"].update(subset="v3"),
         "defined by no DestinationRule",
     ),
     "weights that do not add up": (
         "VirtualService",
-        "catalog",
-        lambda b: _route(b, "catalog-reads")["route"][1].update(weight=20),
+        "catalog-weights",
+        lambda b: _route(b, "weights")["route"][1].update(weight=20),
         "weights add up to 110",
+    ),
+    "route delegating to no delegate": (
+        "VirtualService",
+        "catalog",
+        lambda b: _route(b, "catalog-reads")["delegate"].update(name="catalog-weight"),
+        "which is not a delegate VirtualService",
     ),
     "destination port the Service lacks": (
         "VirtualService",

@@ -56,13 +56,13 @@ def _mutated(doc: Doc, mutate) -> Doc:
 
 MISSPELLINGS = {
     "VirtualService retries.retryon": (
-        "VirtualService",
+        "VirtualService/meshmart-edge",
         lambda b: b["spec"]["http"][0]["retries"].update(retryon=b["spec"]["http"][0]["retries"].pop("retryOn")),
         "retryon",
     ),
     "VirtualService spec.htttp": ("VirtualService", lambda b: b["spec"].update(htttp=b["spec"].pop("http")), "htttp"),
     "VirtualService match uri.exactt": (
-        "VirtualService",
+        "VirtualService/meshmart-edge",
         lambda b: b["spec"]["http"][0]["match"][0]["uri"].update(exactt="/x"),
         "exactt",
     ),
@@ -141,8 +141,8 @@ def test_a_misspelt_field_is_rejected(case):
 
 
 def test_a_wrong_type_is_rejected():
-    vs = _doc("committed", "VirtualService", "catalog")
-    errors = deploylib.schema_errors(_mutated(vs, lambda b: b["spec"]["http"][1]["route"][0].update(weight="ninety")))
+    vs = _doc("committed", "VirtualService", "catalog-weights")
+    errors = deploylib.schema_errors(_mutated(vs, lambda b: b["spec"]["http"][0]["route"][0].update(weight="ninety")))
     assert errors and "weight" in errors[0]
 
 

@@ -341,6 +341,13 @@ each preceded by a route pinned to the canary for calls that carry the canary he
           exact: {{ $svc.canary.version }}
     {{- end }}
   {{- end }}
+  {{- if and $svc.canary.enabled (not $pinned) }}
+  {{- /* The split lives in the service's delegate VirtualService (canaryweights.yaml), which
+  `meshctl canary` writes; this route keeps its match, timeout and retries (Istio merges). */}}
+  delegate:
+    name: {{ $svc.name }}-weights
+    namespace: {{ $root.Release.Namespace }}
+  {{- else }}
   route:
     {{- if $pinned }}
     - destination:
@@ -348,19 +355,6 @@ each preceded by a route pinned to the canary for calls that carry the canary he
         subset: {{ $svc.canary.version }}
         port:
           number: {{ $svc.port }}
-    {{- else if $svc.canary.enabled }}
-    - destination:
-        host: {{ $host }}
-        subset: {{ $svc.version }}
-        port:
-          number: {{ $svc.port }}
-      weight: {{ sub 100 $svc.canary.weight }}
-    - destination:
-        host: {{ $host }}
-        subset: {{ $svc.canary.version }}
-        port:
-          number: {{ $svc.port }}
-      weight: {{ $svc.canary.weight }}
     {{- else }}
     - destination:
         host: {{ $host }}
@@ -368,6 +362,7 @@ each preceded by a route pinned to the canary for calls that carry the canary he
         port:
           number: {{ $svc.port }}
     {{- end }}
+  {{- end }}
   {{- /* A zero timeout is no route timeout, Istio's default: leave the field out, since the
   VirtualService CRD rejects a timeout under 1ms (a CEL rule the API server enforces). */}}
   {{- if not (regexMatch "^0+(\\.0*)?(ns|us|µs|ms|s|m|h)?$" (toString $route.timeout)) }}
