@@ -284,12 +284,12 @@ pub fn print(
 fn write_table(status: &ServiceStatus, out: &mut dyn Write) -> Result<(), Error> {
     let delegate = &status.delegate;
     let owner = match delegate.owner.as_deref() {
-        Some(owner) => format!("set by {owner}"),
-        None => "the chart's canary.weight".to_owned(),
+        Some(owner) => format!("weights set by {owner}"),
+        None => "weights from the chart's canary.weight".to_owned(),
     };
     writeln!(
         out,
-        "{} (VirtualService {}/{}; weights {owner})",
+        "{} (VirtualService {}/{}; {owner})",
         delegate.service,
         delegate.namespace,
         delegate::delegate_name(&delegate.service)
