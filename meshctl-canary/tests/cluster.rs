@@ -372,3 +372,33 @@ async fn helm_upgrade_keeps_the_weights_meshctl_set() -> Result<(), Error> {
     assert_eq!(parsed.owner.as_deref(), Some("meshctl"));
     Ok(())
 }
+
+/// The plain manifests (`kubectl apply -k istio/`, client-side, as scripts/kind-up.sh
+/// does): meshctl's forced apply takes the weights over, and applying the committed file
+/// again brings its weights back (docs/deploy.md, section 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_committed_manifests_applied_again_bring_their_weights_back() -> Result<(), Error> {
+    let cluster = start!(
+        "the_committed_manifests_applied_again_bring_their_weights_back",
+        &[]
+    );
+    cluster
+        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: meshmart\n")
+        .await?;
+    let committed = repo_root().join("istio/canaryweights.yaml");
+    let committed = committed.to_string_lossy().into_owned();
+    cluster.kubectl(&["apply", "-f", &committed], None).await?;
+    let before = live_weights(&cluster).await?;
+    assert_ne!(
+        before,
+        (50, 50),
+        "the test needs the committed weights to differ"
+    );
+
+    canary_ok(&cluster, &["set", "catalog", "50"]).await?;
+    assert_eq!(live_weights(&cluster).await?, (50, 50));
+
+    cluster.kubectl(&["apply", "-f", &committed], None).await?;
+    assert_eq!(live_weights(&cluster).await?, before);
+    Ok(())
+}
