@@ -25,9 +25,9 @@ trap 'rm -f "$log"' EXIT
 
 step "tools (pinned, into .tools/)"
 scripts/install-tools.sh
-# etcd, kube-apiserver and kube-controller-manager, built from their Go modules into a cache
-# outside the clone (about 40 minutes the first time on a machine, links after that), and
-# kubectl 1.37. Not istioctl: it does not build from the proxy today (see its pin there).
+# etcd, kube-apiserver, kube-controller-manager and istioctl, built from their Go modules into
+# a cache outside the clone (the first time on a machine takes long: docs/development.md,
+# "Time budget"; links after that), and kubectl 1.37.
 scripts/install-go-tools.sh
 # shellcheck source=scripts/tools.env
 . scripts/tools.env
@@ -67,10 +67,10 @@ step "deployment files"
 scripts/check-deploy.sh 2>&1 | tee -a "$log"
 
 step "tests (SQLite, PostgreSQL, NATS JetStream and a Kubernetes API server)"
-# MESHMART_REQUIRE_POSTGRES, MESHMART_REQUIRE_NATS and MESHMART_REQUIRE_KUBE turn a missing
-# server or tool into a failure, not a skip. The servers are throwaway ones on free loopback
+# MESHMART_REQUIRE_POSTGRES, MESHMART_REQUIRE_NATS, MESHMART_REQUIRE_KUBE and
+# MESHMART_REQUIRE_ISTIOCTL turn a missing server or tool into a failure, not a skip. The servers are throwaway ones on free loopback
 # ports; the API server (tests/kube-harness) is started by its tests.
-MESHMART_REQUIRE_POSTGRES=1 MESHMART_REQUIRE_NATS=1 MESHMART_REQUIRE_KUBE=1 \
+MESHMART_REQUIRE_POSTGRES=1 MESHMART_REQUIRE_NATS=1 MESHMART_REQUIRE_KUBE=1 MESHMART_REQUIRE_ISTIOCTL=1 \
     scripts/with-postgres.sh scripts/with-nats.sh cargo test --workspace --locked 2>&1 | tee -a "$log"
 step_done
 

@@ -86,20 +86,30 @@ def _patches(name: str, apply_to: str, *, envoy_filter: str = "") -> list[dict]:
     ]
 
 
-def _ratelimit(name: str = "committed") -> tuple[dict, dict[str, dict]]:
-    """The rate limit's HTTP filter, and its per-virtual-host configs by vhost name."""
-    (envoy_filter,) = [d.name for d in target(name).docs if d.kind == "EnvoyFilter" and d.name.endswith("ratelimit")]
-    (http_filter,) = [p["patch"]["value"] for p in _patches(name, "HTTP_FILTER", envoy_filter=envoy_filter)]
+# A release on a shared gateway, which names its hosts (the rate limit is on by default).
+SHARED_GATEWAY = ("ingress.gateway.create=false", "ingress.hosts[0]=shop.example.com")
+
+
+def _ratelimit(name: str = "committed", sets: tuple[str, ...] = ()) -> tuple[dict, dict[str, dict]]:
+    """The rate limit's HTTP filter, and its per-virtual-host configs by vhost name, in a
+    target's rendering or in the laptop's with `sets`."""
+    docs = target(name).docs
+    if sets:
+        docs = deploylib.split_stream(deploylib.helm_template(sets=sets).stdout, "helm template")
+    (envoy_filter,) = [d for d in docs if d.kind == "EnvoyFilter" and d.name.endswith("ratelimit")]
+    patches = envoy_filter.spec["configPatches"]
+    (http_filter,) = [p["patch"]["value"] for p in patches if p["applyTo"] == "HTTP_FILTER"]
     vhosts = {
         p["match"]["routeConfiguration"]["vhost"]["name"]: p["patch"]["value"]
-        for p in _patches(name, "VIRTUAL_HOST", envoy_filter=envoy_filter)
+        for p in patches
+        if p["applyTo"] == "VIRTUAL_HOST"
     }
     return json.loads(json.dumps(http_filter)), json.loads(json.dumps(vhosts))
 
 
 def _vhost(name: str, domains: list[str], patch: dict | None = None, routes: list[dict] | None = None) -> dict:
     """A virtual host as Istio's gateway builds it for a Gateway host (<host>:<port>, domains
-    host and host:*), with an EnvoyFilter's MERGE patch applied."""
+    host and host:*, or only * for *), with an EnvoyFilter's MERGE patch applied."""
     routes = routes or [{"match": {"prefix": "/"}, "direct_response": {"status": 200}}]
     vhost = {"name": name, "domains": domains, "routes": routes}
     return {**vhost, **(patch or {})}
@@ -110,13 +120,12 @@ def test_envoy_accepts_the_rate_limit_on_our_virtual_hosts():
     <host>:<port> as Istio names them), not on the listener: Envoy loads the filter and the
     per-host buckets together."""
     http_filter, vhosts = _ratelimit()
-    assert set(vhosts) == {"localhost:80", "meshmart-gateway.meshmart.svc.cluster.local:80"}
+    assert set(vhosts) == {"*:80"}, "the release's own gateway: every host on it is ours"
+    assert set(_ratelimit(sets=SHARED_GATEWAY)[1]) == {"shop.example.com:80"}
     assert "token_bucket" not in http_filter["typed_config"], "no bucket for the whole listener"
     bootstrap = _envoy_bootstrap(http_filter)
     manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    manager["route_config"]["virtual_hosts"] = [
-        _vhost(name, [name.rpartition(":")[0], name.rpartition(":")[0] + ":*"], patch) for name, patch in vhosts.items()
-    ] + [_vhost("other", ["*"])]
+    manager["route_config"]["virtual_hosts"] = [_vhost(name, ["*"], patch) for name, patch in vhosts.items()]
     proc = _envoy_run_validate(bootstrap)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -124,12 +133,12 @@ def test_envoy_accepts_the_rate_limit_on_our_virtual_hosts():
 def test_envoy_rejects_what_only_envoy_knows_is_wrong():
     """A bucket refilled every millisecond parses as a proto, but Envoy refuses it."""
     http_filter, vhosts = _ratelimit()
-    patch = vhosts["localhost:80"]
+    patch = vhosts["*:80"]
     for config in patch["typed_per_filter_config"].values():
         config["token_bucket"]["fill_interval"] = "0.001s"
     bootstrap = _envoy_bootstrap(http_filter)
     manager = bootstrap["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"]
-    manager["route_config"]["virtual_hosts"] = [_vhost("localhost:80", ["localhost", "localhost:*"], patch)]
+    manager["route_config"]["virtual_hosts"] = [_vhost("*:80", ["*"], patch)]
     proc = _envoy_run_validate(bootstrap)
     assert proc.returncode != 0 and "fill" in proc.stdout + proc.stderr
 
@@ -405,14 +414,15 @@ def test_without_jwt_nobody_outside_may_pin_the_canary():
 
 
 def test_the_rate_limit_is_on_our_hosts_only():
-    """In Envoy: our virtual host's bucket runs dry (RESOURCE_EXHAUSTED, x-meshmart-rate-limited)
-    while calls to another host on the same gateway are never limited by it."""
-    http_filter, vhosts = _ratelimit()
-    patch = vhosts["localhost:80"]
+    """In Envoy, on a shared gateway: our virtual host's bucket runs dry (RESOURCE_EXHAUSTED,
+    x-meshmart-rate-limited) while calls to another app's host on the same gateway are never
+    limited by it."""
+    http_filter, vhosts = _ratelimit(sets=SHARED_GATEWAY)
+    patch = vhosts["shop.example.com:80"]
     for config in patch["typed_per_filter_config"].values():
         config["token_bucket"] = {"max_tokens": 2, "tokens_per_fill": 2, "fill_interval": "60s"}
-    hosts = [_vhost("localhost:80", ["localhost", "localhost:*"], patch), _vhost("other", ["*"])]
-    ours = {"host": "localhost:8080", "content-type": "application/grpc"}
+    hosts = [_vhost("shop.example.com:80", ["shop.example.com", "shop.example.com:*"], patch), _vhost("other", ["*"])]
+    ours = {"host": "shop.example.com", "content-type": "application/grpc"}
     theirs = {"host": "other.example.com", "content-type": "application/grpc"}
     answers = _gateway_run([http_filter], hosts, [ours, ours, ours, theirs, theirs, theirs])
     limited = [headers.get("x-meshmart-rate-limited") == "true" for _, headers in answers]

@@ -90,14 +90,20 @@ def _gateway_hosts(docs: list[Doc]) -> list[str]:
 
 
 @pytest.mark.parametrize("values", ["default", "external", "catalog-only"])
-def test_no_gateway_takes_every_host_unless_asked(values):
+def test_no_shared_gateway_takes_every_host_unless_asked(values):
+    """The release's own gateway serves every host that reaches it ("*": its pods are the
+    release's alone); on a shared gateway the release serves only the hosts it names."""
     from conftest import CHART_VALUES
 
     docs = _render(values=CHART_VALUES[values])
     hosts = _gateway_hosts(docs)
-    assert hosts and "*" not in hosts, hosts
-    if values != "external":
-        assert hosts == ["localhost", "meshmart-gateway.meshmart.svc.cluster.local"]
+    if values == "external":
+        assert hosts and "*" not in hosts, hosts
+    else:
+        assert hosts == ["*"]
+        (gateway,) = [d for d in docs if d.kind == "Gateway"]
+        (deployment,) = [d for d in docs if d.kind == "Deployment" and d.name == "meshmart-gateway"]
+        assert gateway.spec["selector"].items() <= deployment.spec["template"]["metadata"]["labels"].items()
     # Asked for, it is what it says; a shared gateway without hosts is refused.
     assert _gateway_hosts(_render("ingress.hosts[0]=*")) == ["*"]
     proc = deploylib.helm_template(sets=["ingress.gateway.create=false"], check=False)

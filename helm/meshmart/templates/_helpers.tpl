@@ -47,16 +47,18 @@ selector:
 
 {{/*
 meshmart.hosts: the hostnames the edge serves, as a YAML list (fromYamlArray): ingress.hosts,
-else for the release's own gateway localhost (a port-forward) and its Service's cluster name.
-A shared gateway needs them named: "*" there would take every other app's hosts.
+else for the release's own gateway "*": its Gateway selects only this release's gateway pods,
+so every host there is ours (a port-forward's localhost, its Service's cluster name). Not
+"localhost": Istio reads a name without a dot as <name>.<namespace>.svc.<domain>, and a
+Gateway refuses it (IST0106). A shared gateway needs them named: "*" there would take every
+other app's hosts.
 */}}
 {{- define "meshmart.hosts" -}}
 {{- $gw := include "meshmart.gateway" . | fromYaml -}}
 {{- if .Values.ingress.hosts -}}
 {{- toYaml .Values.ingress.hosts -}}
 {{- else if $gw.create -}}
-- localhost
-- {{ include "meshmart.fqdn" (dict "root" . "name" $gw.name) }}
+- "*"
 {{- else -}}
 {{- fail "ingress.hosts is required with a shared gateway (ingress.gateway.create=false): name this release's hostnames, so that it does not take another app's" -}}
 {{- end -}}

@@ -118,51 +118,32 @@ async fn kustomize(cluster: &Cluster, dir: &str) -> Result<String, Error> {
 
 const ISTIO_SYSTEM: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: istio-system\n";
 
+/// The committed files (k8s/overlays/kind, then istio/), then the chart with each ci values
+/// file (the gateway elsewhere, one service only), each in a cluster of its own. One test, so
+/// that every allow-list entry must be needed by at least one of them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn istioctl_analyze_finds_nothing_in_the_committed_files() -> Result<(), Error> {
-    let Some(cluster) = Cluster::start(
-        "istioctl_analyze_finds_nothing_in_the_committed_files",
-        &["istioctl"],
-    )
-    .await?
-    else {
+async fn istioctl_analyze_finds_nothing_but_the_allow_list() -> Result<(), Error> {
+    let allowed = allowed()?;
+    let mut used = BTreeSet::new();
+    let Some(cluster) = start().await? else {
         return Ok(());
     };
-    let allowed = allowed()?;
     cluster.apply(ISTIO_SYSTEM).await?;
     cluster
         .apply(&kustomize(&cluster, "k8s/overlays/kind").await?)
         .await?;
     cluster.apply(&kustomize(&cluster, "istio").await?).await?;
-    let messages = analyze(&cluster).await?;
-    let mut used = BTreeSet::new();
-    let left = judge(&messages, &allowed, &mut used);
+    let left = judge(&analyze(&cluster).await?, &allowed, &mut used);
     assert!(
         left.is_empty(),
         "istioctl analyze (k8s/overlays/kind + istio/):\n{}",
         left.join("\n")
     );
-    let unused: Vec<_> = allowed.difference(&used).collect();
-    assert!(
-        unused.is_empty(),
-        "analyze-allowed.txt entries nothing matched (remove them): {unused:?}"
-    );
-    Ok(())
-}
+    drop(cluster);
 
-/// The chart with each ci values file: the gateway elsewhere, one service only.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn istioctl_analyze_finds_nothing_in_the_chart_with_ci_values() -> Result<(), Error> {
     let dir = repo_root().join("helm/meshmart/ci");
-    let files = ci_values_files()?;
-    let allowed = allowed()?;
-    for file in files {
-        let Some(cluster) = Cluster::start(
-            "istioctl_analyze_finds_nothing_in_the_chart_with_ci_values",
-            &["istioctl", "helm"],
-        )
-        .await?
-        else {
+    for file in ci_values_files()? {
+        let Some(cluster) = start().await? else {
             return Ok(());
         };
         let chart = repo_root().join("helm/meshmart");
@@ -195,13 +176,25 @@ async fn istioctl_analyze_finds_nothing_in_the_chart_with_ci_values() -> Result<
             .collect();
         cluster.apply(&ns_yaml).await?;
         cluster.apply(&yaml).await?;
-        let messages = analyze(&cluster).await?;
-        let left = judge(&messages, &allowed, &mut BTreeSet::new());
+        let left = judge(&analyze(&cluster).await?, &allowed, &mut used);
         assert!(
             left.is_empty(),
             "istioctl analyze (chart with ci/{file}):\n{}",
             left.join("\n")
         );
     }
+    let unused: Vec<_> = allowed.difference(&used).collect();
+    assert!(
+        unused.is_empty(),
+        "analyze-allowed.txt entries nothing matched (remove them): {unused:?}"
+    );
     Ok(())
+}
+
+async fn start() -> Result<Option<Cluster>, Error> {
+    Cluster::start(
+        "istioctl_analyze_finds_nothing_but_the_allow_list",
+        &["istioctl", "helm"],
+    )
+    .await
 }
