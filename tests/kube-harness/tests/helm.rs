@@ -21,7 +21,10 @@
 //! - [`a_second_release_in_another_namespace`] and [`two_releases_on_a_shared_gateway`]: a second
 //!   release (`shop2`) beside the first, with their own gateways and on the shared one in
 //!   istio-system, installs with no conflict; no object of one has the other's name; removing
-//!   `shop2` leaves every object of `meshmart` in place.
+//!   `shop2` leaves every object of `meshmart` in place. On the shared gateway the names there
+//!   are the release's, so a second release named `meshmart` (in a third namespace) would share
+//!   them: Helm refuses it (invalid ownership metadata) before creating anything, and the first
+//!   release's objects stay as they were.
 //!
 //! Without the binaries the tests say so and pass, unless MESHMART_REQUIRE_KUBE is set
 //! (scripts/test.sh sets it).
@@ -834,5 +837,47 @@ async fn two_releases_on_a_shared_gateway() -> Result<(), Error> {
             "{release}'s objects in the gateway's namespace: {objects:?}"
         );
     }
+
+    // The names outside the namespace are the release's, not the namespace's: a release of
+    // the same name in another namespace would share them. Helm refuses it, before creating
+    // anything, rather than take the first release's objects over.
+    let refused = install(
+        &cluster,
+        "meshmart",
+        "shop3",
+        &[REGISTRY, shared, "--set=ingress.hosts={shop3.example.com}"],
+    )
+    .await;
+    let message = match refused {
+        Err(Error::Failed(message)) => message,
+        other => panic!("a second meshmart on the shared gateway: {other:?}"),
+    };
+    assert!(
+        message.contains("invalid ownership metadata"),
+        "a second meshmart on the shared gateway failed otherwise: {message}"
+    );
+    let created: Vec<Object> = marked_objects(&cluster)
+        .await?
+        .into_iter()
+        .filter(|o| o.namespace == "shop3")
+        .collect();
+    assert!(
+        created.is_empty(),
+        "the refused release created {created:?}"
+    );
+    let secrets = release_secrets(&cluster).await?;
+    assert_eq!(
+        secrets,
+        ["meshmart/sh.helm.release.v1.meshmart.v1"],
+        "the refused release was recorded"
+    );
+    let kept = release_on_server(&cluster, "meshmart", "meshmart").await?;
+    assert_eq!(
+        kept.into_iter()
+            .filter(|o| o.namespace != "meshmart")
+            .collect::<Vec<_>>(),
+        first,
+        "the refused release changed meshmart's objects in istio-system"
+    );
     Ok(())
 }
