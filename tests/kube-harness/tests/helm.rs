@@ -7,17 +7,21 @@
 //!   says (the defaults and a registry) succeeds with no warning from the server (and the check
 //!   sees one when there is one: a throwaway chart with a deprecated field); `helm status` and
 //!   `helm list` say deployed, revision 1; every object of `helm get manifest` is on the server,
-//!   owned by the release. Then the release's hooks (`helm get hooks`: the PostgreSQL setup Job
-//!   and the `helm test` ServiceAccount, AuthorizationPolicy and Pod), which `--no-hooks` did not
-//!   create, are applied on their own: every one accepted, with no warning.
+//!   owned by the release. Then the release's hooks (`helm get hooks`, the same objects as the
+//!   documents of `helm template` with a `helm.sh/hook` annotation: the PostgreSQL setup Job and
+//!   the `helm test` ServiceAccount, AuthorizationPolicy and Pod; the test fails on any other
+//!   set, none included), which `--no-hooks` did not create, are applied on their own: every one
+//!   accepted, with no warning.
 //! - [`install_with_each_ci_values_file`]: the same install with each
 //!   helm/meshmart/ci/*-values.yaml, each release in a namespace of its own.
 //! - [`upgrade_then_uninstall_leaves_nothing`]: `helm upgrade` with changed values changes the
 //!   server's objects (inventory gets fixed replicas and loses its HorizontalPodAutoscaler,
 //!   catalog's RUST_LOG changes), and a second upgrade adding a service (`reviews`, an edge
 //!   service that calls catalog) creates its objects and lets it call catalog; revisions go
-//!   1, 2, 3. `helm uninstall` then leaves no object with the chart's marks in any namespace or
-//!   at cluster scope, and no release Secret.
+//!   1, 2, 3. `helm uninstall` then leaves no object with the chart's marks (its
+//!   `app.kubernetes.io/part-of` label, Helm's `meta.helm.sh/release-name` annotation) of any
+//!   listable type in any namespace or at cluster scope, and no release Secret. (No hook was
+//!   applied by hand in this cluster: what is left would be the release's.)
 //! - [`a_second_release_in_another_namespace`] and [`two_releases_on_a_shared_gateway`]: a second
 //!   release (`shop2`) beside the first, with their own gateways and on the shared one in
 //!   istio-system, installs with no conflict; no object of one has the other's name; removing
@@ -495,6 +499,29 @@ async fn install_deploys_every_object_and_the_hooks_are_accepted() -> Result<(),
             "helm get hooks gave a document without a helm.sh/hook annotation:\n{doc}"
         );
     }
+    // The same as the chart renders with a helm.sh/hook annotation.
+    let rendered = cluster
+        .helm(&[
+            "template",
+            "meshmart",
+            &chart(),
+            "--namespace=meshmart",
+            REGISTRY,
+        ])
+        .await?
+        .stdout;
+    let mut rendered: Vec<Object> = documents(&rendered)
+        .iter()
+        .filter(|d| d.contains("helm.sh/hook:"))
+        .map(|d| object(d, "meshmart"))
+        .collect();
+    rendered.sort();
+    let mut stored: Vec<Object> = docs.iter().map(|d| object(d, "meshmart")).collect();
+    stored.sort();
+    assert_eq!(
+        stored, rendered,
+        "helm get hooks is not what helm template renders as hooks"
+    );
     let kinds: BTreeSet<String> = docs.iter().map(|d| object(d, "meshmart").kind).collect();
     let want: BTreeSet<String> = ["AuthorizationPolicy", "Job", "Pod", "ServiceAccount"]
         .into_iter()
