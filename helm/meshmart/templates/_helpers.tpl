@@ -4,7 +4,9 @@ Helpers shared by the templates. The services' resources are named after the ser
 those names (INVENTORY_ADDR=http://inventory:50052), so one release per namespace. What is
 not a service's own (the gateway and its policies, the edge routes, the Telemetry, the
 PostgreSQL setup Job) is named after the release (meshmart.fullname), so that two releases
-never share a name, even when their policies live in a shared gateway's namespace.
+never share a name, even when their policies live in a shared gateway's namespace. (Two
+releases of the same name in two namespaces on one shared gateway would: Helm refuses the
+second before it creates anything, tests/kube-harness/tests/helm.rs.)
 */}}
 
 {{/*

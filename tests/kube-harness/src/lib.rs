@@ -345,6 +345,20 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
+    run_env(program, args, &[], stdin).await
+}
+
+/// [`run_any`] with `envs` added to the environment.
+async fn run_env<I, S>(
+    program: &Path,
+    args: I,
+    envs: &[(&str, PathBuf)],
+    stdin: Option<&str>,
+) -> Result<(String, std::process::ExitStatus, Output), Error>
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
     let args: Vec<_> = args
         .into_iter()
         .map(|a| a.as_ref().to_os_string())
@@ -359,6 +373,7 @@ where
     );
     let mut child = tokio::process::Command::new(program)
         .args(&args)
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -568,6 +583,28 @@ impl Cluster {
         let kubeconfig = format!("--kubeconfig={}", self.kubeconfig.display());
         let all = std::iter::once(kubeconfig.as_str()).chain(args.iter().copied());
         run(&self.tool("kubectl"), all, stdin).await
+    }
+
+    /// `helm --kubeconfig <ours> args...`, with Helm's cache, config and data homes in the
+    /// cluster's directory, so that a test never reads or writes the user's own; an error,
+    /// with both outputs, when helm fails.
+    pub async fn helm(&self, args: &[&str]) -> Result<Output, Error> {
+        let kubeconfig = format!("--kubeconfig={}", self.kubeconfig.display());
+        let home = self.dir.path().join("helm");
+        let envs = [
+            ("HELM_CACHE_HOME", home.join("cache")),
+            ("HELM_CONFIG_HOME", home.join("config")),
+            ("HELM_DATA_HOME", home.join("data")),
+        ];
+        let all = std::iter::once(kubeconfig.as_str()).chain(args.iter().copied());
+        let (shown, status, output) = run_env(&self.tool("helm"), all, &envs, None).await?;
+        if !status.success() {
+            return Err(Error::Failed(format!(
+                "{shown}: {status}\n--- stdout\n{}\n--- stderr\n{}",
+                output.stdout, output.stderr
+            )));
+        }
+        Ok(output)
     }
 
     /// `kubectl apply --server-side` of a multi-document YAML stream; an error, with
