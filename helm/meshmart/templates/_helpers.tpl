@@ -3,10 +3,10 @@ Helpers shared by the templates. The services' resources are named after the ser
 (catalog, inventory, ...), never prefixed by the release: the services find each other by
 those names (INVENTORY_ADDR=http://inventory:50052), so one release per namespace. What is
 not a service's own (the gateway and its policies, the edge routes, the Telemetry, the
-PostgreSQL setup Job) is named after the release (meshmart.fullname), so that two releases
-never share a name, even when their policies live in a shared gateway's namespace. (Two
-releases of the same name in two namespaces on one shared gateway would: Helm refuses the
-second before it creates anything, tests/kube-harness/tests/helm.rs.)
+PostgreSQL setup Job) is named after the release (meshmart.fullname), and what lives in a
+shared gateway's namespace after the release and its namespace too (meshmart.gatewayPrefix),
+so that two releases never share a name (tests/kube-harness/tests/helm.rs installs two of the
+same name on one shared gateway).
 */}}
 
 {{/*
@@ -19,6 +19,21 @@ made from it (the setup Job's, <fullname>-postgres-setup-<checksum>) fits the 63
 {{- .Release.Name | trunc 36 | trimSuffix "-" -}}
 {{- else -}}
 {{- printf "%s-%s" .Release.Name .Chart.Name | trunc 36 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
+The name prefix of what the release puts beside its gateway (JWT policies, EnvoyFilters and
+the Envoy filters they insert, the gateway's Telemetry): the fullname when the gateway is the
+release's own, in its namespace; on a shared gateway in another namespace, the fullname and the
+release's namespace, since releases of the same name in two namespaces meet there.
+*/}}
+{{- define "meshmart.gatewayPrefix" -}}
+{{- $gw := include "meshmart.gateway" . | fromYaml -}}
+{{- if eq $gw.namespace .Release.Namespace -}}
+{{- include "meshmart.fullname" . -}}
+{{- else -}}
+{{- printf "%s-%s" (include "meshmart.fullname" .) .Release.Namespace | trunc 52 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 
