@@ -9,7 +9,9 @@
 //! controller manager; installs the vendored Istio CRDs (`tests/deploy/schemas`) and waits
 //! for them to be established; and writes a kubeconfig for kubectl, helm and istioctl
 //! ([`Cluster::kubeconfig`]). Dropping the [`Cluster`] (also while a failed test unwinds)
-//! kills every process and removes the directory.
+//! kills every process and removes the directory. A test process killed outright (SIGKILL:
+//! no unwinding, no Drop) leaves nothing either: each cluster has a watchdog process that
+//! does the same once the test process is gone (tests/watchdog.rs).
 //!
 //! The binaries come from `<repo>/.tools/bin` (scripts/install-go-tools.sh), or from the
 //! folder `MESHMART_KUBE_BIN` names. Without them [`Cluster::start`] says so loudly and
@@ -158,12 +160,60 @@ struct Proc {
     log: PathBuf,
 }
 
+/// The watchdog's script: while the test process ($1) lives, wait (at most WATCHDOG_SECS);
+/// once it is gone without having dropped its [`Cluster`] (SIGKILL, an abort), kill the
+/// processes listed in $2/pids and remove the directory $2. A [`Cluster`] that is dropped
+/// kills its watchdog too (last), so the script never acts on a cluster that cleaned up.
+/// Why a process: Linux's parent-death signal (PR_SET_PDEATHSIG) needs `unsafe` in a
+/// pre_exec hook, which the workspace forbids.
+const WATCHDOG: &str = r#"
+i=0
+while [ "$i" -lt "$3" ] && kill -0 "$1" 2>/dev/null; do sleep 1; i=$((i + 1)); done
+case "$2" in *meshmart-kube-*) ;; *) exit 1 ;; esac
+for pid in $(cat "$2/pids" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+rm -rf "$2"
+"#;
+/// How long a watchdog waits for its test process at most: longer than any test runs.
+const WATCHDOG_SECS: u32 = 7200;
+
 impl Proc {
     fn spawn(name: &'static str, dir: &Path, args: &[String], logs: &Path) -> Result<Proc, Error> {
+        let proc = Self::spawn_program(name, &dir.join(name), args, logs)?;
+        // The watchdog's list (see WATCHDOG), beside the logs.
+        let pids = logs.with_file_name("pids");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&pids)
+            .map_err(io(format!("open {}", pids.display())))?;
+        std::io::Write::write_all(&mut file, format!("{}\n", proc.child.id()).as_bytes())
+            .map_err(io(format!("write {}", pids.display())))?;
+        Ok(proc)
+    }
+
+    /// The watchdog of the cluster in `root` (see WATCHDOG).
+    fn watchdog(root: &Path, logs: &Path) -> Result<Proc, Error> {
+        let args = [
+            "-c".to_owned(),
+            WATCHDOG.to_owned(),
+            "meshmart-kube-watchdog".to_owned(),
+            std::process::id().to_string(),
+            root.display().to_string(),
+            WATCHDOG_SECS.to_string(),
+        ];
+        Self::spawn_program("watchdog", Path::new("/bin/sh"), &args, logs)
+    }
+
+    fn spawn_program(
+        name: &'static str,
+        program: &Path,
+        args: &[String],
+        logs: &Path,
+    ) -> Result<Proc, Error> {
         let log = logs.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).map_err(io(format!("create {}", log.display())))?;
         let err = out.try_clone().map_err(io("dup log"))?;
-        let child = Command::new(dir.join(name))
+        let child = Command::new(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(out)
@@ -456,7 +506,8 @@ impl Cluster {
         std::fs::create_dir_all(&logs).map_err(io("create logs/"))?;
         let pki = make_pki(&root)?;
 
-        let mut procs = Vec::new();
+        // First, so that it is killed last: after the others, by Drop.
+        let mut procs = vec![Proc::watchdog(&root, &logs)?];
         let etcd_port = free_port()?;
         let peer_port = free_port()?;
         let etcd_url = format!("http://127.0.0.1:{etcd_port}");
@@ -571,6 +622,11 @@ impl Cluster {
     /// The path of a tool in the tools folder.
     pub fn tool(&self, name: &str) -> PathBuf {
         self.bin.join(name)
+    }
+
+    /// The process ids of the cluster's processes (its watchdog's first).
+    pub fn pids(&self) -> Vec<u32> {
+        self.procs.iter().map(|p| p.child.id()).collect()
     }
 
     /// An error if a process of the cluster has exited.
