@@ -145,51 +145,78 @@ async fn root_cert(cluster: &Cluster, procs: &mut Procs) -> Result<String, Error
     .await
 }
 
+/// One grpcurl call: from the namespace `netns` (or the host), to `target`.
+#[derive(Debug, Clone, Copy)]
+struct Call<'a> {
+    netns: Option<&'a str>,
+    target: &'a str,
+    method: &'a str,
+    data: &'a str,
+}
+
+/// What a call should come to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// An answer.
+    Answer,
+    /// PERMISSION_DENIED (an AuthorizationPolicy, Envoy's RBAC filter).
+    Denied,
+    /// Any failure (a refused connection, a TLS listener spoken to in plaintext).
+    Failure,
+}
+
 /// `[ip netns exec NS] grpcurl -plaintext -d DATA TARGET METHOD`: its status and output.
-async fn grpcurl(
-    cluster: &Cluster,
-    netns: Option<&str>,
-    target: &str,
-    method: &str,
-    data: &str,
-) -> Result<(bool, Output), Error> {
+async fn grpcurl(cluster: &Cluster, call: Call<'_>) -> Result<(bool, Output), Error> {
     let grpcurl = cluster.tool("grpcurl");
     let shown = grpcurl.to_string_lossy();
     let mut args: Vec<&str> = Vec::new();
     // In a namespace: `ip netns exec NS grpcurl ...`; on the host: grpcurl itself.
-    let program = match netns {
+    let program = match call.netns {
         Some(ns) => {
             args.extend(["netns", "exec", ns, shown.as_ref()]);
             Path::new("ip")
         }
         None => grpcurl.as_path(),
     };
-    args.extend(["-plaintext", "-max-time=5", "-d", data, target, method]);
+    args.extend([
+        "-plaintext",
+        "-max-time=5",
+        "-d",
+        call.data,
+        call.target,
+        call.method,
+    ]);
     let (_, status, out) = run_any(program, &args, None).await?;
     Ok((status.success(), out))
 }
 
-/// Calls until a call succeeds (the sidecar has its listener), failing early on a NACK in
-/// `sidecar_log`; the successful call's output.
-async fn call_until_ok(
+/// Calls until the call comes to `want` (istiod pushes within seconds; a sidecar needs its
+/// certificate and listener first), failing early on a NACK in `sidecar_log`; the last
+/// call's output.
+async fn call_until(
     cluster: &Cluster,
     procs: &mut Procs,
     sidecar_log: &Path,
-    netns: Option<&str>,
-    target: &str,
-    method: &str,
-    data: &str,
+    call: Call<'_>,
+    want: Want,
 ) -> Result<String, Error> {
     wait_for(
-        &format!("{method} at {target}"),
+        &format!("{} at {} to come to {want:?}", call.method, call.target),
         SIDECAR_TIMEOUT,
         procs,
         || rejections(sidecar_log).map(|r| format!("envoy rejected istiod's config:\n{r}")),
         || async {
-            match grpcurl(cluster, netns, target, method, data).await {
-                Ok((true, out)) => Ok(out.stdout),
-                Ok((false, out)) => Err(out.stderr.trim().to_owned()),
-                Err(e) => Err(e.to_string()),
+            let (ok, out) = grpcurl(cluster, call).await.map_err(|e| e.to_string())?;
+            let came = match (ok, out.stderr.contains("PermissionDenied")) {
+                (true, _) => Want::Answer,
+                (false, true) => Want::Denied,
+                (false, false) => Want::Failure,
+            };
+            let text = if ok { out.stdout } else { out.stderr };
+            if came == want || (want == Want::Failure && came == Want::Denied) {
+                Ok(text)
+            } else {
+                Err(format!("{came:?}: {}", text.trim()))
             }
         },
     )
@@ -291,16 +318,13 @@ async fn catalog_behind_an_envoy_sidecar_configured_by_istiod() -> Result<(), Er
 
     // 1. From the host, plaintext (PERMISSIVE), to the sidecar's inbound listener.
     let target = format!("{}:50051", catalog_ns.ip);
-    let health = call_until_ok(
-        &cluster,
-        &mut procs,
-        &catalog_log,
-        None,
-        &target,
-        "grpc.health.v1.Health/Check",
-        r#"{"service":"meshmart.catalog.v1.CatalogService"}"#,
-    )
-    .await?;
+    let from_host = Call {
+        netns: None,
+        target: &target,
+        method: "grpc.health.v1.Health/Check",
+        data: r#"{"service":"meshmart.catalog.v1.CatalogService"}"#,
+    };
+    let health = call_until(&cluster, &mut procs, &catalog_log, from_host, Want::Answer).await?;
     assert!(health.contains("SERVING"), "health through envoy: {health}");
 
     // 2. A client sidecar, and STRICT mTLS in meshmart.
@@ -320,37 +344,42 @@ async fn catalog_behind_an_envoy_sidecar_configured_by_istiod() -> Result<(), Er
         &root_cert,
         &logs,
     )?;
-    let products = call_until_ok(
-        &cluster,
-        &mut procs,
-        &client_log,
-        Some(&client_ns.name),
-        "catalog:50051",
-        "meshmart.catalog.v1.CatalogService/ListProducts",
-        r#"{"page_size":2}"#,
-    )
-    .await?;
+    let list = Call {
+        netns: Some(&client_ns.name),
+        target: "catalog:50051",
+        method: "meshmart.catalog.v1.CatalogService/ListProducts",
+        data: r#"{"page_size":2}"#,
+    };
+    let products = call_until(&cluster, &mut procs, &client_log, list, Want::Answer).await?;
     assert!(
         products.contains("products/"),
         "ListProducts through both sidecars: {products}"
     );
 
-    // 3. STRICT: the host's plaintext call is refused now (the inbound listener wants the
-    // mesh's TLS). Bounded: istiod pushes the change within seconds.
-    wait_for(
-        "the host's plaintext call refused under STRICT",
-        SIDECAR_TIMEOUT,
-        &mut procs,
-        || rejections(&catalog_log),
-        || async {
-            match grpcurl(&cluster, None, &target, "grpc.health.v1.Health/Check", "{}").await {
-                Ok((false, _)) => Ok(()),
-                Ok((true, out)) => Err(format!("still answered: {}", out.stdout.trim())),
-                Err(e) => Err(e.to_string()),
-            }
-        },
-    )
-    .await?;
+    // 3. STRICT: the host's plaintext call is refused now (the inbound listener has only
+    // the mesh's TLS filter chain).
+    call_until(&cluster, &mut procs, &catalog_log, from_host, Want::Failure).await?;
+
+    // 4. The peer's identity from its certificate, checked by Envoy's RBAC filter: an
+    // AuthorizationPolicy for another service account denies the client, one for its own
+    // lets it through.
+    let policy = |sa: &str| {
+        format!(
+            "apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: catalog, namespace: meshmart}}
+spec:
+  selector: {{matchLabels: {{app: catalog}}}}
+  action: ALLOW
+  rules:
+  - from: [{{source: {{principals: [cluster.local/ns/meshmart/sa/{sa}]}}}}]
+"
+        )
+    };
+    cluster.apply(&policy("orders")).await?;
+    call_until(&cluster, &mut procs, &catalog_log, list, Want::Denied).await?;
+    cluster.apply(&policy("client")).await?;
+    call_until(&cluster, &mut procs, &catalog_log, list, Want::Answer).await?;
 
     // The catalog sidecar's access log: the client's call came in over mTLS, with the SNI
     // istiod's outbound cluster sets.
@@ -362,5 +391,24 @@ async fn catalog_behind_an_envoy_sidecar_configured_by_istiod() -> Result<(), Er
         "no mTLS ListProducts in the catalog sidecar's access log {}",
         catalog_log.display()
     );
+    hold(&[&catalog_ns.name, &client_ns.name], &root).await;
     Ok(())
+}
+
+/// With MESHMART_MESH_HOLD_SECS=N (at most an hour), keeps the mesh up N seconds after a
+/// pass, to look at it by hand (`ip netns exec NS curl -s localhost:15000/config_dump`).
+async fn hold(namespaces: &[&str], root: &Path) {
+    let secs: u64 = std::env::var("MESHMART_MESH_HOLD_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+        .min(3600);
+    if secs > 0 {
+        eprintln!(
+            "mesh test: holding {secs}s; namespaces {}; files in {}",
+            namespaces.join(" "),
+            root.display()
+        );
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+    }
 }
