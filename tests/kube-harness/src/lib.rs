@@ -19,6 +19,8 @@
 //! but `0` (scripts/test.sh sets it): then it is an error. istioctl has its own switch,
 //! `MESHMART_REQUIRE_ISTIOCTL`, as it does not build from the Go module proxy today.
 
+pub mod mesh;
+
 use std::ffi::OsStr;
 use std::fmt::Write as _;
 use std::net::TcpListener;
