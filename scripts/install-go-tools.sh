@@ -199,7 +199,7 @@ PY
 
 main() {
   local want=("$@") t
-  [[ ${#want[@]} -gt 0 ]] || want=(etcd kube istioctl kubectl)
+  [[ ${#want[@]} -gt 0 ]] || want=(etcd kube istioctl istiod kubectl)
   for t in "${want[@]}"; do
     case "$t" in
       etcd) install_etcd ;;

@@ -25,7 +25,8 @@ trap 'rm -f "$log"' EXIT
 
 step "tools (pinned, into .tools/)"
 scripts/install-tools.sh
-# etcd, kube-apiserver, kube-controller-manager and istioctl, built from their Go modules into
+# etcd, kube-apiserver, kube-controller-manager, istioctl and istiod (pilot-discovery and
+# pilot-agent, for the mesh test), built from their Go modules into
 # a cache outside the clone (the first time on a machine takes long: docs/development.md,
 # "Time budget"; links after that), and kubectl 1.37.
 scripts/install-go-tools.sh

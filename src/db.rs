@@ -651,3 +651,56 @@ mod tests {
             .unwrap();
     }
 }
+
+/// An advisory lock (flock) on `<file>.open-lock`, held while a process opens a SQLite file
+/// that other processes may be opening too, and released when dropped.
+///
+/// Why: SQLite answers the switch of a new file to WAL mode with SQLITE_BUSY when another
+/// connection is making the same switch, without waiting in its busy handler, so processes
+/// that open a new file at once could fail ("database is locked"). Taking turns at opening
+/// (a few milliseconds each) removes the race; after the open, SQLite's own locks take over.
+#[derive(Debug)]
+pub(crate) struct OpenLock {
+    /// Locked while held; closing it (on drop) releases the lock.
+    _file: std::fs::File,
+}
+
+/// How often a waiting opener tries the lock again.
+const OPEN_LOCK_PAUSE: Duration = Duration::from_millis(5);
+
+impl OpenLock {
+    /// Takes the lock for `file`, waiting at most `timeout` for another process's open.
+    pub(crate) async fn take(file: &Path, timeout: Duration) -> Result<Self> {
+        let mut name = file.as_os_str().to_owned();
+        name.push(".open-lock");
+        let path = std::path::PathBuf::from(name);
+        let io_error = |source| Error::DataDir {
+            path: path.clone(),
+            source,
+        };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_error)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => return Ok(Self { _file: lock }),
+                Err(std::fs::TryLockError::WouldBlock)
+                    if tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(OPEN_LOCK_PAUSE).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(io_error(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "another process held the open lock for the whole busy timeout",
+                    )));
+                }
+                Err(std::fs::TryLockError::Error(source)) => return Err(io_error(source)),
+            }
+        }
+    }
+}

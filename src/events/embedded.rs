@@ -32,7 +32,10 @@ use sqlx::{
 use super::{
     ConsumerConfig, DeadLetter, Delivery, EventBus, Headers, Outgoing, Published, validate,
 };
-use crate::{Error, Result, db::now_millis};
+use crate::{
+    Error, Result,
+    db::{OpenLock, now_millis},
+};
 
 mod delivery;
 mod schema;
@@ -118,6 +121,8 @@ impl EmbeddedBus {
                 source,
             })?;
         }
+        // Held until the schema is in place (see OpenLock).
+        let open_lock = OpenLock::take(&config.path, config.busy_timeout).await?;
         let options = SqliteConnectOptions::new()
             .filename(&config.path)
             .create_if_missing(true)
@@ -136,6 +141,7 @@ impl EmbeddedBus {
             .connect_with(options.clone())
             .await?;
         schema::create(&write).await?;
+        drop(open_lock);
         let reader = options.pragma("query_only", "ON");
         let read = SqlitePoolOptions::new()
             .max_connections(4)
