@@ -11,7 +11,7 @@ use std::process::ExitStatus;
 
 use kube::ResourceExt;
 use kube::api::DynamicObject;
-use kube_harness::{Cluster, Error, Output, repo_root, run, run_any};
+use kube_harness::{Cluster, Error, Output, repo_root, run_any};
 use meshctl_canary::delegate::{self, Delegate};
 
 macro_rules! start {
@@ -255,13 +255,6 @@ async fn set_status_dry_run_promote_and_rollback_on_a_real_api_server() -> Resul
     Ok(())
 }
 
-/// `helm --kubeconfig <the cluster's> args...`, which must succeed.
-async fn helm(cluster: &Cluster, args: &[&str]) -> Result<Output, Error> {
-    let kubeconfig = format!("--kubeconfig={}", cluster.kubeconfig().display());
-    let all = args.iter().copied().chain([kubeconfig.as_str()]);
-    run(&cluster.tool("helm"), all, None).await
-}
-
 /// The chart as installed (Helm 4 applies server-side): meshctl's weights survive a
 /// `helm upgrade` of an unrelated value, and one of `canary.weight` too, since the chart
 /// renders the live weights once meshctl owns them.
@@ -269,14 +262,11 @@ async fn helm(cluster: &Cluster, args: &[&str]) -> Result<Output, Error> {
 async fn helm_upgrade_keeps_the_weights_meshctl_set() -> Result<(), Error> {
     let cluster = start!("helm_upgrade_keeps_the_weights_meshctl_set", &["helm"]);
     // The Istio gateway's namespace, which Istio's install makes.
-    cluster
-        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: istio-system\n")
-        .await?;
+    cluster.create_namespaces(&["istio-system"]).await?;
     let chart = repo_root().join("helm/meshmart");
     let chart = chart.to_string_lossy().into_owned();
-    helm(
-        &cluster,
-        &[
+    cluster
+        .helm(&[
             "install",
             "meshmart",
             &chart,
@@ -286,9 +276,8 @@ async fn helm_upgrade_keeps_the_weights_meshctl_set() -> Result<(), Error> {
             "--no-hooks",
             "--set",
             "image.registry=registry.example.com",
-        ],
-    )
-    .await?;
+        ])
+        .await?;
     assert_eq!(live_weights(&cluster).await?, (90, 10), "the values' 10%");
     let status = canary_ok(&cluster, &["status", "catalog"]).await?;
     eprintln!("meshctl-canary status catalog:\n{status}");
@@ -313,9 +302,8 @@ async fn helm_upgrade_keeps_the_weights_meshctl_set() -> Result<(), Error> {
     canary_ok(&cluster, &["set", "catalog", "50"]).await?;
     assert_eq!(live_weights(&cluster).await?, (50, 50));
 
-    helm(
-        &cluster,
-        &[
+    cluster
+        .helm(&[
             "upgrade",
             "meshmart",
             &chart,
@@ -327,9 +315,8 @@ async fn helm_upgrade_keeps_the_weights_meshctl_set() -> Result<(), Error> {
             "services.inventory.autoscaling.enabled=false",
             "--set",
             "services.inventory.replicas=2",
-        ],
-    )
-    .await?;
+        ])
+        .await?;
     let inventory = cluster
         .kubectl(
             &[
@@ -352,9 +339,8 @@ async fn helm_upgrade_keeps_the_weights_meshctl_set() -> Result<(), Error> {
     );
 
     // meshctl owns the weights now: the values' weight no longer applies (docs/deploy.md).
-    helm(
-        &cluster,
-        &[
+    cluster
+        .helm(&[
             "upgrade",
             "meshmart",
             &chart,
@@ -364,9 +350,8 @@ async fn helm_upgrade_keeps_the_weights_meshctl_set() -> Result<(), Error> {
             "--reuse-values",
             "--set",
             "services.catalog.canary.weight=20",
-        ],
-    )
-    .await?;
+        ])
+        .await?;
     let (_, parsed) = live(&cluster).await?;
     assert_eq!((parsed.stable.weight, parsed.canary.weight), (50, 50));
     assert_eq!(parsed.owner.as_deref(), Some("meshctl"));
@@ -382,9 +367,7 @@ async fn the_committed_manifests_applied_again_bring_their_weights_back() -> Res
         "the_committed_manifests_applied_again_bring_their_weights_back",
         &[]
     );
-    cluster
-        .apply("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: meshmart\n")
-        .await?;
+    cluster.create_namespaces(&["meshmart"]).await?;
     let committed = repo_root().join("istio/canaryweights.yaml");
     let committed = committed.to_string_lossy().into_owned();
     cluster.kubectl(&["apply", "-f", &committed], None).await?;

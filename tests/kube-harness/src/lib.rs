@@ -17,7 +17,7 @@
 //! folder `MESHMART_KUBE_BIN` names. Without them [`Cluster::start`] says so loudly and
 //! returns `None`, and the test passes, unless `MESHMART_REQUIRE_KUBE` is set to anything
 //! but `0` (scripts/test.sh sets it): then it is an error. istioctl has its own switch,
-//! `MESHMART_REQUIRE_ISTIOCTL`, as it does not build from the Go module proxy today.
+//! `MESHMART_REQUIRE_ISTIOCTL` (scripts/test.sh sets it too).
 
 pub mod mesh;
 
@@ -81,6 +81,19 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// The namespaces a rendered YAML stream puts objects in (its `  namespace:` lines, as helm
+/// and kustomize write them), sorted, each once.
+pub fn namespaces_in(yaml: &str) -> Vec<String> {
+    let mut names: Vec<String> = yaml
+        .lines()
+        .filter_map(|l| l.strip_prefix("  namespace: "))
+        .map(|ns| ns.trim().trim_matches('"').to_owned())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
 /// The names of the chart's ci values files (`helm/meshmart/ci/*-values.yaml`,
 /// chart-testing's convention), sorted; never empty.
 pub fn ci_values_files() -> Result<Vec<String>, Error> {
@@ -113,8 +126,7 @@ fn set(var: &str) -> bool {
 }
 
 /// Whether a missing `tool` is a failure rather than a skip: MESHMART_REQUIRE_KUBE for the
-/// cluster's tools and helm, MESHMART_REQUIRE_ISTIOCTL for istioctl, which does not build
-/// from the Go module proxy today (scripts/install-go-tools.sh, its pin).
+/// cluster's tools and helm, MESHMART_REQUIRE_ISTIOCTL for istioctl.
 fn required(tool: &str) -> bool {
     if tool == "istioctl" {
         set("MESHMART_REQUIRE_ISTIOCTL")
@@ -663,6 +675,26 @@ impl Cluster {
             )));
         }
         Ok(output)
+    }
+
+    /// Creates namespaces that exist before a user's files are applied: what an Istio install
+    /// or `helm install --create-namespace` makes.
+    pub async fn create_namespaces<S: AsRef<str>>(&self, names: &[S]) -> Result<(), Error> {
+        let yaml: String = names
+            .iter()
+            .map(|n| {
+                let n = n.as_ref();
+                format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n---\n")
+            })
+            .collect();
+        self.apply(&yaml).await.map(drop)
+    }
+
+    /// `kubectl kustomize DIR`, DIR relative to the repository.
+    pub async fn kustomize(&self, dir: &str) -> Result<String, Error> {
+        let dir = repo_root().join(dir);
+        let dir = dir.to_string_lossy();
+        Ok(self.kubectl(&["kustomize", &dir], None).await?.stdout)
     }
 
     /// `kubectl apply --server-side` of a multi-document YAML stream; an error, with

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use kube_harness::{Cluster, Error, ci_values_files, repo_root, run, run_any};
+use kube_harness::{Cluster, Error, ci_values_files, namespaces_in, repo_root, run, run_any};
 
 /// `(code, origin)` pairs the allow-list accepts.
 fn allowed() -> Result<BTreeSet<(String, String)>, Error> {
@@ -110,14 +110,6 @@ fn judge(
         .collect()
 }
 
-async fn kustomize(cluster: &Cluster, dir: &str) -> Result<String, Error> {
-    let dir = repo_root().join(dir);
-    let dir = dir.to_string_lossy();
-    Ok(cluster.kubectl(&["kustomize", &dir], None).await?.stdout)
-}
-
-const ISTIO_SYSTEM: &str = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: istio-system\n";
-
 /// The committed files (k8s/overlays/kind, then istio/), then the chart with each ci values
 /// file (the gateway elsewhere, one service only), each in a cluster of its own. One test, so
 /// that every allow-list entry must be needed by at least one of them.
@@ -128,11 +120,11 @@ async fn istioctl_analyze_finds_nothing_but_the_allow_list() -> Result<(), Error
     let Some(cluster) = start().await? else {
         return Ok(());
     };
-    cluster.apply(ISTIO_SYSTEM).await?;
+    cluster.create_namespaces(&["istio-system"]).await?;
     cluster
-        .apply(&kustomize(&cluster, "k8s/overlays/kind").await?)
+        .apply(&cluster.kustomize("k8s/overlays/kind").await?)
         .await?;
-    cluster.apply(&kustomize(&cluster, "istio").await?).await?;
+    cluster.apply(&cluster.kustomize("istio").await?).await?;
     let left = judge(&analyze(&cluster).await?, &allowed, &mut used);
     assert!(
         left.is_empty(),
@@ -162,19 +154,9 @@ async fn istioctl_analyze_finds_nothing_but_the_allow_list() -> Result<(), Error
         )
         .await?
         .stdout;
-        let mut namespaces: Vec<String> = yaml
-            .lines()
-            .filter_map(|l| l.strip_prefix("  namespace: "))
-            .map(|ns| ns.trim().trim_matches('"').to_owned())
-            .chain(["meshmart".to_owned()])
-            .collect();
-        namespaces.sort();
-        namespaces.dedup();
-        let ns_yaml: String = namespaces
-            .iter()
-            .map(|n| format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n---\n"))
-            .collect();
-        cluster.apply(&ns_yaml).await?;
+        let mut namespaces = namespaces_in(&yaml);
+        namespaces.push("meshmart".to_owned());
+        cluster.create_namespaces(&namespaces).await?;
         cluster.apply(&yaml).await?;
         let left = judge(&analyze(&cluster).await?, &allowed, &mut used);
         assert!(

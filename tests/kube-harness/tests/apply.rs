@@ -7,14 +7,7 @@
 //! Each test has a cluster of its own (about 10-20 s to start). Without the binaries the
 //! tests say so and pass, unless MESHMART_REQUIRE_KUBE is set (scripts/test.sh sets it).
 
-use kube_harness::{Cluster, Error, Output, ci_values_files, repo_root, run};
-
-/// `kubectl kustomize DIR` (relative to the repository).
-async fn kustomize(cluster: &Cluster, dir: &str) -> Result<String, Error> {
-    let dir = repo_root().join(dir);
-    let dir = dir.to_string_lossy();
-    Ok(cluster.kubectl(&["kustomize", &dir], None).await?.stdout)
-}
+use kube_harness::{Cluster, Error, Output, ci_values_files, namespaces_in, repo_root, run};
 
 /// `helm template meshmart helm/meshmart --namespace meshmart [-f VALUES]`, as
 /// `helm install` would render it (the `helm test` hooks included: they are applied too).
@@ -34,16 +27,6 @@ async fn helm_template(cluster: &Cluster, values: Option<&str>) -> Result<String
         None => args.push("--set=image.registry=registry.example.com".to_owned()),
     }
     Ok(run(&cluster.tool("helm"), &args, None).await?.stdout)
-}
-
-/// Creates the namespaces that exist before the files are applied: the release's (what
-/// `helm install --create-namespace` makes) and the Istio gateway's (the Istio install's).
-async fn namespaces(cluster: &Cluster, names: &[&str]) -> Result<(), Error> {
-    let yaml: String = names
-        .iter()
-        .map(|n| format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n---\n"))
-        .collect();
-    cluster.apply(&yaml).await.map(drop)
 }
 
 /// The number of objects in a YAML stream, and an error if kubectl's answer does not name
@@ -88,7 +71,7 @@ macro_rules! start {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_kind_overlay_is_accepted() -> Result<(), Error> {
     let cluster = start!("the_kind_overlay_is_accepted", &[]);
-    let yaml = kustomize(&cluster, "k8s/overlays/kind").await?;
+    let yaml = cluster.kustomize("k8s/overlays/kind").await?;
     let out = cluster.apply(&yaml).await?;
     assert!(accepted(&yaml, &out) > 20, "{}", out.stdout);
     Ok(())
@@ -97,7 +80,7 @@ async fn the_kind_overlay_is_accepted() -> Result<(), Error> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_minikube_overlay_is_accepted() -> Result<(), Error> {
     let cluster = start!("the_minikube_overlay_is_accepted", &[]);
-    let yaml = kustomize(&cluster, "k8s/overlays/minikube").await?;
+    let yaml = cluster.kustomize("k8s/overlays/minikube").await?;
     let out = cluster.apply(&yaml).await?;
     assert!(accepted(&yaml, &out) > 20, "{}", out.stdout);
     Ok(())
@@ -108,10 +91,10 @@ async fn the_minikube_overlay_is_accepted() -> Result<(), Error> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_istio_resources_are_accepted() -> Result<(), Error> {
     let cluster = start!("the_istio_resources_are_accepted", &[]);
-    namespaces(&cluster, &["istio-system"]).await?;
-    let k8s = kustomize(&cluster, "k8s/overlays/kind").await?;
+    cluster.create_namespaces(&["istio-system"]).await?;
+    let k8s = cluster.kustomize("k8s/overlays/kind").await?;
     cluster.apply(&k8s).await?;
-    let istio = kustomize(&cluster, "istio").await?;
+    let istio = cluster.kustomize("istio").await?;
     let out = cluster.apply(&istio).await?;
     assert!(accepted(&istio, &out) > 10, "{}", out.stdout);
     Ok(())
@@ -120,7 +103,9 @@ async fn the_istio_resources_are_accepted() -> Result<(), Error> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_chart_with_its_defaults_is_accepted() -> Result<(), Error> {
     let cluster = start!("the_chart_with_its_defaults_is_accepted", &["helm"]);
-    namespaces(&cluster, &["meshmart", "istio-system"]).await?;
+    cluster
+        .create_namespaces(&["meshmart", "istio-system"])
+        .await?;
     let yaml = helm_template(&cluster, None).await?;
     let out = cluster.apply(&yaml).await?;
     assert!(accepted(&yaml, &out) > 30, "{}", out.stdout);
@@ -136,17 +121,10 @@ async fn the_chart_with_each_ci_values_file_is_accepted() -> Result<(), Error> {
         let cluster = start!("the_chart_with_each_ci_values_file_is_accepted", &["helm"]);
         let values = format!("helm/meshmart/ci/{file}");
         let yaml = helm_template(&cluster, Some(&values)).await?;
-        // The gateway's namespace, wherever the values put it.
-        let gateway_ns: Vec<String> = yaml
-            .lines()
-            .filter_map(|l| l.strip_prefix("  namespace: "))
-            .map(|ns| ns.trim().trim_matches('"').to_owned())
-            .collect();
-        let mut names: Vec<&str> = gateway_ns.iter().map(String::as_str).collect();
-        names.push("meshmart");
-        names.sort_unstable();
-        names.dedup();
-        namespaces(&cluster, &names).await?;
+        // The release's, and the gateway's wherever the values put it.
+        let mut names = namespaces_in(&yaml);
+        names.push("meshmart".to_owned());
+        cluster.create_namespaces(&names).await?;
         let out = cluster.apply(&yaml).await?;
         let n = accepted(&yaml, &out);
         eprintln!("{values}: {n} objects accepted");

@@ -62,16 +62,6 @@ fn chart() -> String {
         .into_owned()
 }
 
-/// Creates namespaces that exist before the release: Istio's (what its install makes) and any
-/// other the values put objects in.
-async fn namespaces(cluster: &Cluster, names: &[&str]) -> Result<(), Error> {
-    let yaml: String = names
-        .iter()
-        .map(|n| format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {n}\n---\n"))
-        .collect();
-    cluster.apply(&yaml).await.map(drop)
-}
-
 /// The server's warnings in a command's stderr: kubectl prints `Warning: ...`; Helm 4 logs
 /// each through klog, `I1201 15:21:41.610028 17643 warnings.go:107] "Warning: ..."`.
 fn warnings(stderr: &str) -> Vec<&str> {
@@ -95,52 +85,52 @@ fn parse(what: &str, json: &str) -> Result<Value, Error> {
         .map_err(|e| Error::Failed(format!("{what}: not JSON ({e}):\n{json}")))
 }
 
-/// `helm install RELEASE <chart> -n NAMESPACE --create-namespace --no-hooks VALUES...`, which
-/// must succeed with no warning.
+/// `helm VERB RELEASE <chart> -n NAMESPACE --no-hooks FLAGS... VALUES...`, which must
+/// succeed with no warning.
+async fn release_command(
+    cluster: &Cluster,
+    verb: &str,
+    flags: &[&str],
+    release: &str,
+    namespace: &str,
+    values: &[&str],
+) -> Result<Output, Error> {
+    let chart = chart();
+    let mut args = vec![
+        verb,
+        release,
+        &chart,
+        "--namespace",
+        namespace,
+        "--no-hooks",
+    ];
+    args.extend_from_slice(flags);
+    args.extend_from_slice(values);
+    let out = cluster.helm(&args).await?;
+    assert_no_warning(&format!("helm {verb} {release}"), &out);
+    Ok(out)
+}
+
+/// `helm install RELEASE <chart> -n NAMESPACE --no-hooks --create-namespace VALUES...`.
 async fn install(
     cluster: &Cluster,
     release: &str,
     namespace: &str,
     values: &[&str],
 ) -> Result<Output, Error> {
-    let chart = chart();
-    let mut args = vec![
-        "install",
-        release,
-        &chart,
-        "--namespace",
-        namespace,
-        "--create-namespace",
-        "--no-hooks",
-    ];
-    args.extend_from_slice(values);
-    let out = cluster.helm(&args).await?;
-    assert_no_warning(&format!("helm install {release}"), &out);
-    Ok(out)
+    let flags = ["--create-namespace"];
+    release_command(cluster, "install", &flags, release, namespace, values).await
 }
 
-/// `helm upgrade RELEASE <chart> -n NAMESPACE --no-hooks --reuse-values VALUES...`, which must
-/// succeed with no warning.
+/// `helm upgrade RELEASE <chart> -n NAMESPACE --no-hooks --reuse-values VALUES...`.
 async fn upgrade(
     cluster: &Cluster,
     release: &str,
     namespace: &str,
     values: &[&str],
 ) -> Result<Output, Error> {
-    let chart = chart();
-    let mut args = vec![
-        "upgrade",
-        release,
-        &chart,
-        "--namespace",
-        namespace,
-        "--no-hooks",
-        "--reuse-values",
-    ];
-    args.extend_from_slice(values);
-    let out = cluster.helm(&args).await?;
-    assert_no_warning(&format!("helm upgrade {release}"), &out);
-    Ok(out)
+    let flags = ["--reuse-values"];
+    release_command(cluster, "upgrade", &flags, release, namespace, values).await
 }
 
 /// `helm status` and `helm list` both say the release is deployed at `revision`.
@@ -478,7 +468,7 @@ spec:
 async fn install_deploys_every_object_and_the_hooks_are_accepted() -> Result<(), Error> {
     let cluster = start!("install_deploys_every_object_and_the_hooks_are_accepted");
     a_server_warning_is_seen(&cluster).await?;
-    namespaces(&cluster, &["istio-system"]).await?;
+    cluster.create_namespaces(&["istio-system"]).await?;
     install(&cluster, "meshmart", "meshmart", &[REGISTRY]).await?;
     assert_deployed(&cluster, "meshmart", "meshmart", 1).await?;
     let objects = release_on_server(&cluster, "meshmart", "meshmart").await?;
@@ -552,7 +542,7 @@ async fn install_deploys_every_object_and_the_hooks_are_accepted() -> Result<(),
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn install_with_each_ci_values_file() -> Result<(), Error> {
     let cluster = start!("install_with_each_ci_values_file");
-    namespaces(&cluster, &["istio-system"]).await?;
+    cluster.create_namespaces(&["istio-system"]).await?;
     for file in kube_harness::ci_values_files()? {
         let path = repo_root().join("helm/meshmart/ci").join(&file);
         let values = format!("--values={}", path.display());
@@ -578,7 +568,7 @@ async fn install_with_each_ci_values_file() -> Result<(), Error> {
         others.dedup();
         let others: Vec<&str> = others.iter().map(String::as_str).collect();
         if !others.is_empty() {
-            namespaces(&cluster, &others).await?;
+            cluster.create_namespaces(&others).await?;
         }
 
         install(&cluster, "meshmart", &namespace, &[&values]).await?;
@@ -612,7 +602,7 @@ const REVIEWS: &str = "services:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrade_then_uninstall_leaves_nothing() -> Result<(), Error> {
     let cluster = start!("upgrade_then_uninstall_leaves_nothing");
-    namespaces(&cluster, &["istio-system"]).await?;
+    cluster.create_namespaces(&["istio-system"]).await?;
     install(&cluster, "meshmart", "meshmart", &[REGISTRY]).await?;
     assert_deployed(&cluster, "meshmart", "meshmart", 1).await?;
     let ns = "meshmart";
@@ -788,7 +778,7 @@ async fn upgrade_then_uninstall_leaves_nothing() -> Result<(), Error> {
 /// every object each made is its own, no two objects share a name, and uninstalling `shop2`
 /// leaves every object of `meshmart`. The objects of each outside its namespace, sorted.
 async fn two_releases(cluster: &Cluster, values: [&[&str]; 2]) -> Result<[Vec<Object>; 2], Error> {
-    namespaces(cluster, &["istio-system"]).await?;
+    cluster.create_namespaces(&["istio-system"]).await?;
     install(cluster, "meshmart", "meshmart", values[0]).await?;
     install(cluster, "shop2", "shop2", values[1]).await?;
     assert_deployed(cluster, "meshmart", "meshmart", 1).await?;
