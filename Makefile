@@ -1,6 +1,6 @@
 # meshmart tasks. `make` lists them; CI runs `make test`, as the README says.
 .DEFAULT_GOAL := help
-.PHONY: help up test tools lint fmt deploy-check bench images
+.PHONY: help up test tools lint fmt deploy-check bench images mesh-up mesh-test
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -10,6 +10,12 @@ up: ## run the whole shop on this machine (catalog :50051, inventory :50052)
 
 test: ## run every test: lints, deployment checks, Rust tests on SQLite and PostgreSQL
 	scripts/test.sh
+
+mesh-up: ## the shop in a mesh on this machine: istiod, Envoy sidecars, gateway (root)
+	scripts/mesh.sh up
+
+mesh-test: ## the mesh behaviour tests alone (root; `make test` runs them too)
+	scripts/mesh.sh test
 
 tools: ## install the pinned test tools into .tools/
 	scripts/install-tools.sh

@@ -11,7 +11,8 @@ key pair is below, and the chart's default JWKS is its public half.
 
 Only the Python standard library is used (RS256 is a modular exponentiation),
 so any python3 works. Options: --sub, --ttl SECONDS, --expired, --canary
-(the claim meshmart_canary: true, which lets a call pin the canary), --jwks.
+(the claim meshmart_canary: true, which lets a call pin the canary), --issuer
+(a token from an issuer the mesh does not trust), --jwks.
 
 DEMO ONLY: the private key is public. A real cluster sets jwt.issuer and
 jwt.jwksUri (or jwt.jwks) to its own identity provider.
@@ -73,9 +74,9 @@ def sign_rs256(message: bytes) -> bytes:
     return pow(int.from_bytes(em, "big"), d, n).to_bytes(k, "big")
 
 
-def mint(sub: str, ttl: int, now: int, *, canary: bool = False) -> str:
+def mint(sub: str, ttl: int, now: int, *, canary: bool = False, issuer: str = ISSUER) -> str:
     header = {"alg": "RS256", "typ": "JWT", "kid": KID}
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "iat": now, "nbf": now, "exp": now + ttl}
+    claims = {"iss": issuer, "aud": AUDIENCE, "sub": sub, "iat": now, "nbf": now, "exp": now + ttl}
     if canary:
         # The chart's jwt.canaryClaim: the gateway keeps x-meshmart-canary only with it.
         claims["meshmart_canary"] = True
@@ -91,6 +92,9 @@ def main() -> int:
     parser.add_argument(
         "--canary", action="store_true", help="let the call pin the canary (the claim meshmart_canary: true)"
     )
+    parser.add_argument(
+        "--issuer", default=ISSUER, help="issuer claim (default: the demo issuer; another one is refused)"
+    )
     parser.add_argument("--jwks", action="store_true", help="print the public JWKS instead of a token")
     args = parser.parse_args()
     if args.jwks:
@@ -101,7 +105,7 @@ def main() -> int:
     now = int(time.time())
     if args.expired:
         now -= 2 * 3600
-    print(mint(args.sub, args.ttl, now, canary=args.canary))
+    print(mint(args.sub, args.ttl, now, canary=args.canary, issuer=args.issuer))
     return 0
 
 

@@ -229,6 +229,9 @@ impl ServiceHost {
             // Counts the call until its response has been sent, checks message sizes, and
             // marks every response with who answered.
             .layer(CallLayer::new(&config, in_flight.clone()))
+            // Test builds only (the `fault-injection` feature): the faults a mesh test
+            // asks for; nothing in release builds.
+            .layer(crate::fault::layer())
             .service(routes.routes().prepare());
 
         let (stop_metrics_tx, stop_metrics_rx) = tokio::sync::oneshot::channel::<()>();

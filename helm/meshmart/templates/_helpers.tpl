@@ -227,10 +227,17 @@ sidecar.istio.io/nativeSidecar: "true"
 proxy.istio.io/config: {{ include "meshmart.proxyConfig" (dict "root" . "hold" true) | squote }}
 {{- end -}}
 
-{{/* ProxyConfig of a pod's proxy, as JSON: its drain, and (.hold) holding the app until it is up. */}}
+{{/*
+ProxyConfig of a pod's proxy, as JSON: its drain, (.hold) holding the app until it is up,
+and Envoy's runtime guard that answers a gRPC call its route's timeout ended with
+DEADLINE_EXCEEDED rather than UNAVAILABLE (the HTTP 504 mapping), which callers and the
+mesh would retry as if the service were down (envoyproxy/envoy#44479; off by default in
+Envoy 1.40).
+*/}}
 {{- define "meshmart.proxyConfig" -}}
 {{- $drain := printf "%ds" (int .root.Values.mesh.proxy.drainSeconds) -}}
-{{- $config := dict "drainDuration" $drain "terminationDrainDuration" $drain -}}
+{{- $runtime := dict "envoy.reloadable_features.grpc_timeout_returns_deadline_exceeded" "true" -}}
+{{- $config := dict "drainDuration" $drain "terminationDrainDuration" $drain "runtimeValues" $runtime -}}
 {{- if .hold -}}
 {{- $_ := set $config "holdApplicationUntilProxyStarts" true -}}
 {{- end -}}

@@ -121,7 +121,8 @@ pub fn bin_dir() -> PathBuf {
         .map_or_else(|| repo_root().join(".tools/bin"), PathBuf::from)
 }
 
-fn set(var: &str) -> bool {
+/// Whether the environment variable `var` is set to anything but empty or `0`.
+pub fn set(var: &str) -> bool {
     std::env::var(var).is_ok_and(|v| !v.is_empty() && v != "0")
 }
 
