@@ -41,6 +41,9 @@ use tokio::time::Instant;
 /// How long the API server may take to become ready (a cold start on a busy 2-core machine
 /// takes 10-20 s).
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
+/// The API server's Service addresses: inside the range the harness owns, 10.233.0.0/16,
+/// beside the mesh's bridge (`mesh::HOST_IP`'s /24).
+pub const SERVICE_RANGE: &str = "10.233.16.0/20";
 /// How long one kubectl, helm or istioctl command may take.
 pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(180);
 
@@ -177,17 +180,32 @@ struct Proc {
 
 /// The watchdog's script: while the test process ($1) lives, wait (at most WATCHDOG_SECS);
 /// once it is gone without having dropped its [`Cluster`] (SIGKILL, an abort), kill the
-/// processes listed in $2/pids and remove the directory $2. A [`Cluster`] that is dropped
-/// kills its watchdog too (last), so the script never acts on a cluster that cleaned up.
-/// Why a process: Linux's parent-death signal (PR_SET_PDEATHSIG) needs `unsafe` in a
-/// pre_exec hook, which the workspace forbids.
+/// processes listed in $2/pids and the process groups in $2/groups (the mesh's: pilot-agent
+/// leaves its Envoy behind), run the commands in $2/cleanup (the mesh's network namespaces
+/// and bridge, [`Cluster::on_abandon`]), and remove the directory $2. A [`Cluster`] that is
+/// dropped kills its watchdog too (last), so the script never acts on a cluster that
+/// cleaned up. Why a process: Linux's parent-death signal (PR_SET_PDEATHSIG) needs `unsafe`
+/// in a pre_exec hook, which the workspace forbids.
 const WATCHDOG: &str = r#"
 i=0
 while [ "$i" -lt "$3" ] && kill -0 "$1" 2>/dev/null; do sleep 1; i=$((i + 1)); done
 case "$2" in *meshmart-kube-*) ;; *) exit 1 ;; esac
 for pid in $(cat "$2/pids" 2>/dev/null); do kill -9 "$pid" 2>/dev/null; done
+for group in $(cat "$2/groups" 2>/dev/null); do pkill -9 -g "$group" 2>/dev/null; done
+[ -f "$2/cleanup" ] && sh "$2/cleanup" >/dev/null 2>&1
 rm -rf "$2"
 "#;
+
+/// Appends `line` to the file `path` (the watchdog's lists).
+pub(crate) fn append_line(path: &Path, line: &str) -> Result<(), Error> {
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(io(format!("open {}", path.display())))?;
+    std::io::Write::write_all(&mut file, format!("{line}\n").as_bytes())
+        .map_err(io(format!("write {}", path.display())))
+}
 /// How long a watchdog waits for its test process at most: longer than any test runs.
 const WATCHDOG_SECS: u32 = 7200;
 
@@ -195,14 +213,7 @@ impl Proc {
     fn spawn(name: &'static str, dir: &Path, args: &[String], logs: &Path) -> Result<Proc, Error> {
         let proc = Self::spawn_program(name, &dir.join(name), args, logs)?;
         // The watchdog's list (see WATCHDOG), beside the logs.
-        let pids = logs.with_file_name("pids");
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&pids)
-            .map_err(io(format!("open {}", pids.display())))?;
-        std::io::Write::write_all(&mut file, format!("{}\n", proc.child.id()).as_bytes())
-            .map_err(io(format!("write {}", pids.display())))?;
+        append_line(&logs.with_file_name("pids"), &proc.child.id().to_string())?;
         Ok(proc)
     }
 
@@ -564,7 +575,10 @@ impl Cluster {
                     pki.sa_key.display()
                 ),
                 // Addresses to hand out to Services, never reached: nothing runs.
-                "--service-cluster-ip-range=10.96.0.0/16".to_owned(),
+                // Inside the harness's own range, 10.233.0.0/16 (the mesh's bridge is
+                // 10.233.0.0/24, src/mesh): Service addresses that nothing routes (no
+                // kube-proxy; the mesh's sidecars bind their listeners explicitly).
+                format!("--service-cluster-ip-range={SERVICE_RANGE}"),
                 "--authorization-mode=RBAC".to_owned(),
                 // No endpoints for the `kubernetes` Service: the advertised address is
                 // loopback, and no Pod would ever use it.
@@ -637,6 +651,19 @@ impl Cluster {
     /// The path of a tool in the tools folder.
     pub fn tool(&self, name: &str) -> PathBuf {
         self.bin.join(name)
+    }
+
+    /// Has the cluster's watchdog kill the process group `group` if the test process dies
+    /// without dropping the cluster (the mesh's processes, each a group's leader).
+    pub fn watch_group(&self, group: u32) -> Result<(), Error> {
+        append_line(&self.dir.path().join("groups"), &group.to_string())
+    }
+
+    /// Has the cluster's watchdog run `command` (with `sh`, after killing the processes) if
+    /// the test process dies without dropping the cluster: what undoes something the test
+    /// made outside the cluster's directory (a network namespace, a bridge).
+    pub fn on_abandon(&self, command: &str) -> Result<(), Error> {
+        append_line(&self.dir.path().join("cleanup"), command)
     }
 
     /// The process ids of the cluster's processes (its watchdog's first).

@@ -55,7 +55,7 @@ pub fn service_bin_dir() -> PathBuf {
 }
 
 /// Whether the process runs as root: `/proc/self` belongs to the effective user.
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt as _;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }

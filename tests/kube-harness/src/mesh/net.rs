@@ -32,6 +32,8 @@ pub struct Net {
     tag: String,
     bridge: String,
     namespaces: Vec<String>,
+    /// Where the watchdog's cleanup list is ([`crate::Cluster::on_abandon`]).
+    cluster_dir: std::path::PathBuf,
 }
 
 /// One workload's network namespace.
@@ -45,8 +47,9 @@ pub struct Netns {
 
 impl Net {
     /// The bridge, with [`HOST_IP`]/24 on the host end. An error if the range is already on
-    /// the machine (another mesh test is running: one at a time).
-    pub fn new() -> Result<Net, Error> {
+    /// the machine (another mesh test is running: one at a time). What it makes, `cluster`'s
+    /// watchdog removes if the test process dies without dropping it.
+    pub fn new(cluster: &crate::Cluster) -> Result<Net, Error> {
         let tag = format!("mm{}", std::process::id());
         let bridge = format!("{tag}br");
         let taken = Command::new("ip")
@@ -58,16 +61,23 @@ impl Net {
                 "{HOST_IP} is already on this machine (another mesh test running?)"
             )));
         }
+        cluster.on_abandon(&format!("ip link del {bridge}"))?;
         ip(&["link", "add", &bridge, "type", "bridge"])?;
         // From here on, Drop removes the bridge whatever fails next.
         let net = Net {
             tag,
             bridge,
             namespaces: Vec::new(),
+            cluster_dir: cluster.dir().to_path_buf(),
         };
         ip(&["addr", "add", &format!("{HOST_IP}/24"), "dev", &net.bridge])?;
         ip(&["link", "set", &net.bridge, "up"])?;
         Ok(net)
+    }
+
+    /// The bridge's name (`mm<pid>br`).
+    pub fn bridge(&self) -> &str {
+        &self.bridge
     }
 
     /// A network namespace `meshmart-<pid>-<name>` with a veth to the bridge and the
@@ -78,6 +88,10 @@ impl Net {
         let host_end = format!("{}h{octet}", self.tag);
         let ns_end = format!("{}w{octet}", self.tag);
         let addr = format!("{PREFIX}.{octet}");
+        crate::append_line(
+            &self.cluster_dir.join("cleanup"),
+            &format!("ip netns del {ns}; rm -rf /etc/netns/{ns}"),
+        )?;
         ip(&["netns", "add", &ns])?;
         self.namespaces.push(ns.clone());
         let etc = Path::new("/etc/netns").join(&ns);

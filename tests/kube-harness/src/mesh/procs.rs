@@ -22,6 +22,8 @@ struct Member {
 #[derive(Debug, Default)]
 pub struct Procs {
     members: Vec<Member>,
+    /// The cluster's watchdog's list of process groups, when a cluster watches them.
+    groups: Option<PathBuf>,
 }
 
 /// How to start one process.
@@ -40,6 +42,15 @@ pub struct Spawn<'a> {
 }
 
 impl Procs {
+    /// Processes that `cluster`'s watchdog kills, each with its group, if the test process
+    /// dies without dropping them.
+    pub fn watched_by(cluster: &crate::Cluster) -> Procs {
+        Procs {
+            members: Vec::new(),
+            groups: Some(cluster.dir().join("groups")),
+        }
+    }
+
     /// Starts a process, its output in `<logs>/<name>.log`; returns the log's path.
     pub fn spawn(&mut self, spec: &Spawn<'_>, logs: &Path) -> Result<PathBuf, Error> {
         use std::os::unix::process::CommandExt as _;
@@ -67,6 +78,9 @@ impl Procs {
         let child = command
             .spawn()
             .map_err(io(format!("start {}", spec.name)))?;
+        if let Some(groups) = &self.groups {
+            crate::append_line(groups, &child.id().to_string())?;
+        }
         self.members.push(Member {
             name: spec.name.to_owned(),
             child,

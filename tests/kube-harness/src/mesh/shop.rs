@@ -171,8 +171,10 @@ impl Shop {
         let logs = cluster.dir().join("logs");
         std::fs::create_dir_all(&root).map_err(io(format!("create {}", root.display())))?;
         eprintln!("mesh: logs in {}", logs.display());
-        let mut procs = Procs::default();
-        let mut net = Net::new()?;
+        // What the harness starts and makes outside the cluster's folder, the cluster's
+        // watchdog undoes if this process is killed outright.
+        let mut procs = Procs::watched_by(&cluster);
+        let mut net = Net::new(&cluster)?;
         let collector = Collector::start().await?;
 
         cluster
@@ -925,22 +927,9 @@ async fn start_postgres(
         procs,
         || None,
         || async {
-            let (_, status, out) = run_any(
-                Path::new("ip"),
-                [
-                    "netns",
-                    "exec",
-                    &ns,
-                    &isready,
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    &port_text,
-                ],
-                None,
-            )
-            .await
-            .map_err(|e| e.to_string())?;
+            let (status, out) = in_netns(&ns, &isready, &["-h", "127.0.0.1", "-p", &port_text])
+                .await
+                .map_err(|e| e.to_string())?;
             if status.success() {
                 Ok(())
             } else {
@@ -985,6 +974,19 @@ async fn start_postgres(
     Ok(log)
 }
 
+/// `ip netns exec NS program args...`: its exit status and output.
+async fn in_netns(
+    ns: &str,
+    program: &str,
+    args: &[&str],
+) -> Result<(std::process::ExitStatus, crate::Output), Error> {
+    let all = ["netns", "exec", ns, program]
+        .into_iter()
+        .chain(args.iter().copied());
+    let (_, status, out) = run_any(Path::new("ip"), all, None).await?;
+    Ok((status, out))
+}
+
 /// Waits for `w`'s gRPC server to report SERVING, asked on the namespace's loopback.
 async fn wait_serving(cluster: &Cluster, procs: &mut Procs, w: &Workload) -> Result<(), Error> {
     let port = w
@@ -1000,19 +1002,15 @@ async fn wait_serving(cluster: &Cluster, procs: &mut Procs, w: &Workload) -> Res
         procs,
         || None,
         || async {
-            let (_, status, out) = run_any(
-                Path::new("ip"),
-                [
-                    "netns",
-                    "exec",
-                    &ns,
-                    &grpcurl,
+            let (status, out) = in_netns(
+                &ns,
+                &grpcurl,
+                &[
                     "-plaintext",
                     "-max-time=2",
                     &target,
                     "grpc.health.v1.Health/Check",
                 ],
-                None,
             )
             .await
             .map_err(|e| e.to_string())?;

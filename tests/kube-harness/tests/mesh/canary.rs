@@ -11,7 +11,7 @@ use tonic::Request;
 
 use super::edge::PRODUCT;
 use super::support::{
-    CALL_TIMEOUT, Test, TestFuture, authorized, edge, ensure, fail, inside, through_sidecar, token,
+    Test, TestFuture, authorized, edge, ensure, fail, inside, through_sidecar, token,
 };
 
 pub(crate) const TESTS: &[(&str, Test)] =
@@ -37,23 +37,30 @@ fn version_of<T>(reply: &tonic::Response<T>) -> String {
         .to_owned()
 }
 
+/// GetProduct of the demo product, with `token` (at the edge) and pinned to v2 or not.
+fn get_product(token: Option<&str>, pinned: bool) -> Request<GetProductRequest> {
+    let mut request = authorized(
+        GetProductRequest {
+            name: PRODUCT.to_owned(),
+        },
+        token,
+    );
+    if pinned {
+        request
+            .metadata_mut()
+            .insert(PIN, tonic::metadata::MetadataValue::from_static("v2"));
+    }
+    request
+}
+
 /// `n` calls from the client with orders' identity, through its sidecar, to catalog.
 async fn in_mesh(shop: &Shop, n: usize, pinned: bool) -> Result<Versions, String> {
     inside(shop, "client-orders", move || async move {
         let mut catalog = CatalogServiceClient::new(through_sidecar("catalog", 50051).await?);
         let mut versions = Versions::new();
         for _ in 0..n {
-            let mut request = Request::new(GetProductRequest {
-                name: PRODUCT.to_owned(),
-            });
-            request.set_timeout(CALL_TIMEOUT);
-            if pinned {
-                request
-                    .metadata_mut()
-                    .insert(PIN, tonic::metadata::MetadataValue::from_static("v2"));
-            }
             let reply = catalog
-                .get_product(request)
+                .get_product(get_product(None, pinned))
                 .await
                 .map_err(fail("GetProduct through the sidecar"))?;
             *versions.entry(version_of(&reply)).or_default() += 1;
@@ -69,19 +76,8 @@ async fn at_edge(shop: &Shop, n: usize, token: &str, pinned: bool) -> Result<Ver
     let mut catalog = CatalogServiceClient::new(edge(shop).await?);
     let mut versions = Versions::new();
     for _ in 0..n {
-        let mut request = authorized(
-            GetProductRequest {
-                name: PRODUCT.to_owned(),
-            },
-            Some(token),
-        );
-        if pinned {
-            request
-                .metadata_mut()
-                .insert(PIN, tonic::metadata::MetadataValue::from_static("v2"));
-        }
         let reply = catalog
-            .get_product(request)
+            .get_product(get_product(Some(token), pinned))
             .await
             .map_err(fail("GetProduct through the gateway"))?;
         *versions.entry(version_of(&reply)).or_default() += 1;

@@ -37,7 +37,8 @@ fn get_product(token: Option<&str>) -> tonic::Request<GetProductRequest> {
 
 /// No token: PERMISSION_DENIED (the gateway's DENY policy for calls without a request
 /// principal); an expired one, or one from another issuer: UNAUTHENTICATED (the JWT
-/// filter); a valid one: the product, with its stock from inventory.
+/// filter); a valid one: the product, with its stock from inventory, and server reflection
+/// (which the edge routes to catalog).
 fn requires_a_valid_token(shop: Arc<Shop>) -> TestFuture {
     Box::pin(async move {
         let mut catalog = CatalogServiceClient::new(edge(&shop).await?);
@@ -74,8 +75,41 @@ fn requires_a_valid_token(shop: Arc<Shop>) -> TestFuture {
         })?;
         ensure(product.available_quantity > 0, || {
             format!("GetProduct's product has no stock from inventory: {product:?}")
+        })?;
+        // Server reflection through the edge (routed to catalog, as `grpcurl ... list`
+        // needs it), behind the same token.
+        let listed = reflection_list(&shop, Some(&valid)).await?;
+        ensure(
+            listed.contains("meshmart.catalog.v1.CatalogService"),
+            || format!("grpcurl list through the gateway with a token: {listed}"),
+        )?;
+        let refused = reflection_list(&shop, None).await;
+        ensure(refused.is_err(), || {
+            format!("grpcurl list through the gateway without a token answered: {refused:?}")
         })
     })
+}
+
+/// `grpcurl -plaintext [-H authorization] <gateway> list`, as docs/deploy.md has users run
+/// it: the services it lists, or its error.
+async fn reflection_list(shop: &Shop, token: Option<&str>) -> Result<String, String> {
+    let grpcurl = shop.cluster().tool("grpcurl");
+    let gateway = shop.gateway().trim_start_matches("http://").to_owned();
+    let mut command = tokio::process::Command::new(grpcurl);
+    command.args(["-plaintext", "-max-time=10"]);
+    if let Some(token) = token {
+        command.args(["-H", &format!("authorization: Bearer {token}")]);
+    }
+    let out = command
+        .args([gateway.as_str(), "list"])
+        .output()
+        .await
+        .map_err(fail("run grpcurl"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 /// A burst beyond the gateway's bucket (100 tokens, 50 a second): the calls beyond it are
