@@ -226,7 +226,15 @@ async fn a_killed_mesh_test_leaves_no_namespace_bridge_or_process_behind() {
             .output()
             .is_ok_and(|o| o.status.success())
     };
-    let pids = in_namespace();
+    // The shell forks its background sleep as it starts: wait for both (bounded).
+    let mut pids = in_namespace();
+    for _ in 0..50 {
+        if pids.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        pids = in_namespace();
+    }
     assert!(
         pids.len() >= 2,
         "the group runs in {ns} before the kill: {pids:?}"

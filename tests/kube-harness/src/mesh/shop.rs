@@ -194,13 +194,19 @@ impl Shop {
         let client = cluster.client().clone();
         let services = service_ports(&client).await?;
         let mut specs = workload_specs(&client).await?;
+        // The clients stand in for the chart's workloads, so their proxies get the proxy
+        // config the chart gives its services' pods (Envoy's runtime guards among it).
+        let chart_proxy_config = specs
+            .iter()
+            .find(|s| s.program == Program::Service)
+            .and_then(|s| s.proxy_config.clone());
         for (name, sa) in CLIENTS {
             specs.push(Spec {
                 name: (*name).to_owned(),
                 labels: BTreeMap::from([("app".to_owned(), (*name).to_owned())]),
                 service_account: (*sa).to_owned(),
                 program: Program::None,
-                proxy_config: None,
+                proxy_config: chart_proxy_config.clone(),
                 ports: BTreeMap::new(),
                 env: Vec::new(),
             });
