@@ -9,6 +9,7 @@
 //! The same for what the mesh makes beside a cluster: its process groups, a network
 //! namespace and the bridge (as root).
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
@@ -16,7 +17,7 @@ use std::time::Duration;
 use kube_harness::mesh::{Net, Procs, Spawn, is_root};
 use kube_harness::{Cluster, Error};
 use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::Command;
+use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
 const CHILD: &str = "MESHMART_WATCHDOG_CHILD";
@@ -72,6 +73,57 @@ async fn a_mesh_to_abandon() -> Result<(), Error> {
     Ok(())
 }
 
+/// Runs this test binary again as a child with only the test `test` and MESHMART_WATCHDOG_CHILD
+/// set, and reads its stdout up to its `dir` line: the child and its lines by their first
+/// word (`pids`, `mesh`, `dir`). `None` for the lines when the child said `no-tools` (it
+/// said why, loudly; with MESHMART_REQUIRE_KUBE that is its error): the child has then
+/// been reaped, and has passed.
+#[allow(
+    clippy::expect_used,
+    reason = "the tests' helper: its failure is the test's"
+)]
+async fn abandoned_child(test: &str) -> (Child, Option<BTreeMap<String, String>>) {
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut child = Command::new(exe)
+        .args(["--exact", test, "--nocapture"])
+        .env(CHILD, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("run the child test");
+    let stdout = child.stdout.take().expect("its stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let mut said = BTreeMap::new();
+    let read = async {
+        while let Some(line) = lines
+            .next_line()
+            .await
+            .expect("a line of the child's output")
+        {
+            if line == "no-tools" {
+                return false;
+            }
+            if let Some((word, rest)) = line.split_once(' ') {
+                said.insert(word.to_owned(), rest.to_owned());
+                if word == "dir" {
+                    break;
+                }
+            }
+        }
+        true
+    };
+    let started = tokio::time::timeout(Duration::from_secs(180), read)
+        .await
+        .expect("the child starts its cluster within 180 s");
+    if !started {
+        let status = child.wait().await.expect("reap the child");
+        assert!(status.success(), "the child test failed: {status}");
+        return (child, None);
+    }
+    (child, Some(said))
+}
+
 /// Whether a process is gone (a zombie waiting for a reaper counts as gone: it runs nothing).
 fn gone(pid: &str) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -87,45 +139,13 @@ async fn a_killed_test_process_leaves_no_cluster_behind() {
     if std::env::var_os(CHILD).is_some() {
         return;
     }
-    let exe = std::env::current_exe().expect("the test binary");
-    let mut child = Command::new(exe)
-        .args(["--exact", "a_cluster_to_abandon", "--nocapture"])
-        .env(CHILD, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run the child test");
-    let stdout = child.stdout.take().expect("its stdout");
-    let (mut pids, mut dir) = (Vec::new(), String::new());
-    let mut lines = BufReader::new(stdout).lines();
-    let read = async {
-        while let Some(line) = lines
-            .next_line()
-            .await
-            .expect("a line of the child's output")
-        {
-            if line == "no-tools" {
-                return false; // the child said why, loudly; MESHMART_REQUIRE_KUBE made that its error
-            }
-            if let Some(rest) = line.strip_prefix("pids ") {
-                pids = rest.split(' ').map(str::to_owned).collect();
-            }
-            if let Some(rest) = line.strip_prefix("dir ") {
-                dir = rest.to_owned();
-                break;
-            }
-        }
-        true
-    };
-    let started = tokio::time::timeout(Duration::from_secs(180), read)
-        .await
-        .expect("the child starts its cluster within 180 s");
-    if !started {
-        let status = child.wait().await.expect("reap the child");
-        assert!(status.success(), "the child test failed: {status}");
-        return;
-    }
+    let (mut child, said) = abandoned_child("a_cluster_to_abandon").await;
+    let Some(said) = said else { return };
+    let pids: Vec<String> = said
+        .get("pids")
+        .map(|p| p.split(' ').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let dir = said.get("dir").cloned().unwrap_or_default();
     assert!(
         pids.len() >= 4 && !dir.is_empty(),
         "the child printed {pids:?} {dir:?}"
@@ -167,45 +187,13 @@ async fn a_killed_mesh_test_leaves_no_namespace_bridge_or_process_behind() {
         eprintln!("SKIPPED: the mesh's watchdog test needs root (network namespaces)");
         return;
     }
-    let exe = std::env::current_exe().expect("the test binary");
-    let mut child = Command::new(exe)
-        .args(["--exact", "a_mesh_to_abandon", "--nocapture"])
-        .env(CHILD, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("run the child test");
-    let stdout = child.stdout.take().expect("its stdout");
-    let (mut mesh, mut dir) = (Vec::new(), String::new());
-    let mut lines = BufReader::new(stdout).lines();
-    let read = async {
-        while let Some(line) = lines
-            .next_line()
-            .await
-            .expect("a line of the child's output")
-        {
-            if line == "no-tools" {
-                return false;
-            }
-            if let Some(rest) = line.strip_prefix("mesh ") {
-                mesh = rest.split(' ').map(str::to_owned).collect();
-            }
-            if let Some(rest) = line.strip_prefix("dir ") {
-                dir = rest.to_owned();
-                break;
-            }
-        }
-        true
-    };
-    let started = tokio::time::timeout(Duration::from_secs(180), read)
-        .await
-        .expect("the child starts its cluster within 180 s");
-    if !started {
-        let status = child.wait().await.expect("reap the child");
-        assert!(status.success(), "the child test failed: {status}");
-        return;
-    }
+    let (mut child, said) = abandoned_child("a_mesh_to_abandon").await;
+    let Some(said) = said else { return };
+    let mesh: Vec<String> = said
+        .get("mesh")
+        .map(|m| m.split(' ').map(str::to_owned).collect())
+        .unwrap_or_default();
+    let dir = said.get("dir").cloned().unwrap_or_default();
     let [ns, bridge] = mesh.as_slice() else {
         panic!("the child printed {mesh:?}");
     };
