@@ -1,6 +1,6 @@
 # meshmart tasks. `make` lists them; CI runs `make test`, as the README says.
 .DEFAULT_GOAL := help
-.PHONY: help up test tools lint fmt deploy-check bench images mesh-up mesh-test
+.PHONY: help up test tools lint fmt deploy-check bench bench-mesh images mesh-up mesh-test
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -35,6 +35,9 @@ deploy-check: tools ## check k8s/, istio/ and helm/ (render, schemas, cross-refe
 
 bench: ## run the benchmarks and rewrite docs/benchmarks.md (about 5 minutes)
 	scripts/bench.sh
+
+bench-mesh: ## measure the mesh's cost into docs/benchmarks.md (root; about 3 minutes)
+	scripts/bench-mesh.sh
 
 images: ## build every service image for linux/amd64 and linux/arm64 (needs Docker buildx)
 	scripts/build-images.sh

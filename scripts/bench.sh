@@ -21,7 +21,9 @@
 # BENCH_SERVICE_CPUS (1), BENCH_LOADGEN_CPUS (0), BENCH_PIN (1; 0 lets every process use
 # every CPU), BENCH_PROFILE (1 when perf is installed), BENCH_OUT (docs/benchmarks.md),
 # BENCH_ORDERS (1: also run scripts/bench-orders.sh, placing orders on both setups, about 3
-# minutes more; its BENCH_ORDERS_* settings are at its top).
+# minutes more; its BENCH_ORDERS_* settings are at its top), BENCH_MESH (0; 1 as root: also run
+# scripts/bench-mesh.sh, the mesh's cost, about 3 minutes more; else the section it wrote
+# last is kept).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -221,6 +223,17 @@ if [[ "$ORDERS" == 1 ]]; then
   BENCH_ORDERS_SECTION="$WORK/orders.md" scripts/bench-orders.sh
 fi
 
+# --- the mesh's cost: with BENCH_MESH=1 as root, by the sibling script (make bench-mesh
+# alone); otherwise the section it wrote last is kept ----------------------------------
+if [[ "${BENCH_MESH:-0}" == 1 && $EUID -eq 0 ]]; then
+  echo "bench: the mesh's cost (scripts/bench-mesh.sh)" >&2
+  COMMANDS+=("scripts/bench-mesh.sh   # the \"The mesh's cost\" section (as root)")
+  BENCH_MESH_SECTION="$WORK/mesh.md" scripts/bench-mesh.sh
+elif [[ -f "$OUT" ]]; then
+  # Not root: the section measured last, as it was (it says how it was measured).
+  awk '/^<!-- mesh:begin/ { keep = 1; next } /^<!-- mesh:end/ { keep = 0 } keep' "$OUT" > "$WORK/mesh.md"
+fi
+
 # --- report ---------------------------------------------------------------------------
 j() { jq -r "$2" "$WORK/$1.json"; }
 ms() { awk -v us="$1" 'BEGIN { printf "%.3f", us / 1000 }'; }
@@ -362,6 +375,12 @@ if [[ -s "$WORK/orders.md" ]]; then
   echo "<!-- orders:begin (scripts/bench-orders.sh) -->"
   cat "$WORK/orders.md"
   echo "<!-- orders:end -->"
+fi
+if [[ -s "$WORK/mesh.md" ]]; then
+  echo
+  echo "<!-- mesh:begin (scripts/bench-mesh.sh) -->"
+  cat "$WORK/mesh.md"
+  echo "<!-- mesh:end -->"
 fi
 cat <<EOF
 

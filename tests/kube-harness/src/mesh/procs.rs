@@ -89,6 +89,15 @@ impl Procs {
         Ok(log)
     }
 
+    /// Each process's name and id, which is also its process group's (its children's:
+    /// pilot-agent's Envoy).
+    pub fn groups(&self) -> Vec<(String, u32)> {
+        self.members
+            .iter()
+            .map(|m| (m.name.clone(), m.child.id()))
+            .collect()
+    }
+
     /// An error naming the first process that has exited, with the end of its log.
     pub fn check(&mut self) -> Result<(), Error> {
         for m in &mut self.members {

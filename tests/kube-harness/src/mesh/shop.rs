@@ -363,6 +363,12 @@ impl Shop {
         &self.root
     }
 
+    /// The mesh's processes by name (`istiod`, `sidecar-<workload>`, `gateway-<workload>`,
+    /// `<workload>` for its program), each with its process group's id.
+    pub fn process_groups(&self) -> Vec<(String, u32)> {
+        self.procs.groups()
+    }
+
     /// An error naming the first process of the mesh that has exited.
     pub fn check(&mut self) -> Result<(), Error> {
         self.procs.check()?;

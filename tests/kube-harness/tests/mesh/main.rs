@@ -10,6 +10,7 @@
 //! services' binaries, every test is reported ignored after a loud warning; with
 //! MESHMART_REQUIRE_MESH set they fail instead.
 
+mod bench;
 mod canary;
 mod edge;
 mod resilience;
@@ -50,6 +51,9 @@ fn main() -> ExitCode {
     };
     if kube_harness::set("MESHMART_MESH_UP") {
         return runtime.block_on(mesh_up());
+    }
+    if let Some(out) = std::env::var_os("MESHMART_MESH_BENCH").filter(|o| !o.is_empty()) {
+        return runtime.block_on(mesh_bench(std::path::PathBuf::from(out)));
     }
     let shop = if args.list || !selected {
         Ok(None)
@@ -141,4 +145,30 @@ async fn mesh_up() -> ExitCode {
     }
     drop(shop);
     ExitCode::SUCCESS
+}
+
+/// `scripts/bench-mesh.sh`: the same shop, measured (tests/mesh/bench.rs); the report's
+/// section goes to `out`.
+async fn mesh_bench(out: std::path::PathBuf) -> ExitCode {
+    let shop = match Shop::start("scripts/bench-mesh.sh").await {
+        Ok(Some(shop)) => shop,
+        Ok(None) => return ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("bench-mesh: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let measured = bench::measure(&shop).await;
+    drop(shop);
+    match measured.map(|section| std::fs::write(&out, section)) {
+        Ok(Ok(())) => ExitCode::SUCCESS,
+        Ok(Err(e)) => {
+            eprintln!("bench-mesh: write {}: {e}", out.display());
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("bench-mesh: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
