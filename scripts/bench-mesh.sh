@@ -21,6 +21,10 @@ if [[ $EUID -ne 0 ]]; then
 fi
 section="${BENCH_MESH_SECTION:-$(mktemp)}"
 MESHMART_MESH_BENCH="$section" scripts/mesh.sh bench
+# When and at what, under the section's heading (its first line).
+stamp="Run on $(date -u +%F) at commit \`$(git rev-parse --short HEAD)\` ($(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end)."
+awk -v stamp="$stamp" 'NR == 1 { print; print ""; print stamp; next } { print }' "$section" > "$section.stamped"
+mv "$section.stamped" "$section"
 if [[ -z "${BENCH_MESH_SECTION:-}" ]]; then
   tmp="$(mktemp)"
   awk -v file="$section" '

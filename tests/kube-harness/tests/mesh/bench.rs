@@ -254,8 +254,29 @@ fn envoy_rss_mib() -> Vec<f64> {
     rss
 }
 
+/// The chart's Telemetry changed for the runs: no trace sampling and no access log, so that
+/// the runs measure the proxies' own work and not the exporting of spans and log lines.
+const QUIET_TELEMETRY: &str = r#"{"spec":{"tracing":[{"randomSamplingPercentage":0,"providers":[{"name":"otel"}]}],"accessLogging":[{"disabled":true}]}}"#;
+
 /// Measures, and returns the report's section.
 pub(crate) async fn measure(shop: &Shop) -> Result<String, String> {
+    shop.cluster()
+        .kubectl(
+            &[
+                "patch",
+                "telemetry",
+                "meshmart",
+                "--namespace=meshmart",
+                "--type=merge",
+                "--patch",
+                QUIET_TELEMETRY,
+            ],
+            None,
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+    // istiod pushes the change within seconds.
+    tokio::time::sleep(Duration::from_secs(5)).await;
     // Idle first: each group's CPU a second while nothing calls.
     let before = group_cpu();
     tokio::time::sleep(IDLE).await;
@@ -318,9 +339,10 @@ fn section(runs: &[Run], rss: &[f64]) -> String {
         "## The mesh's cost\n\n\
          Measured by `scripts/bench-mesh.sh` (as root) in the mesh of docs/deploy.md section 11: \
          the chart in a real istiod, upstream Envoy 1.40 as every proxy, the services' test \
-         builds (unoptimised: their own CPU is not the release build's), every proxy writing \
-         an access log line per call (the harness's mesh config, as Istio's demo profile \
-         does), and PostgreSQL behind its sidecar: in every run the services' queries go \
+         builds (unoptimised: their own CPU is not the release build's), the chart's Telemetry \
+         patched for the runs to sample no traces and write no access log (so the runs \
+         measure the proxies' own work, not the export of spans and log lines), and \
+         PostgreSQL behind its sidecar: in every run the services' queries go \
          through their own sidecar and PostgreSQL's, so the runs without proxies on the \
          call's path still have proxies' CPU. Each run is {WARM_UP} calls of warm-up and {CALLS} measured, paced at \
          {RATE} a second (below the gateway's rate limit), one at a time; CPU is every \
