@@ -363,6 +363,46 @@ impl Shop {
         &self.root
     }
 
+    /// Starts a copy of the program of the service workload `of`, with its environment
+    /// and `overrides`, in the namespace of the workload `beside`, listening on
+    /// `127.0.0.1:port` there, and waits until it is SERVING: for the benchmark's baseline
+    /// without proxies (scripts/bench-mesh.sh). It stops with the shop.
+    pub async fn start_copy(
+        &mut self,
+        of: &str,
+        beside: &str,
+        name: &str,
+        port: u16,
+        overrides: &[(&str, String)],
+    ) -> Result<(), Error> {
+        let source = self.workload(of)?;
+        let program = service_bin_dir().join(source.app());
+        let source_env = source.env.clone();
+        let mut envs: Vec<(&str, String)> = source_env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .filter(|(k, _)| !overrides.iter().any(|(o, _)| o == k))
+            .collect();
+        envs.push(("GRPC_ADDR", format!("127.0.0.1:{port}")));
+        envs.extend(overrides.iter().map(|(k, v)| (*k, v.clone())));
+        let host = self.workload(beside)?;
+        let (ns, dir) = (host.netns.name.clone(), host.dir.join(name));
+        std::fs::create_dir_all(&dir).map_err(io(format!("create {}", dir.display())))?;
+        let logs = self.cluster.dir().join("logs");
+        let log = self.procs.spawn(
+            &Spawn {
+                name,
+                program: &program,
+                args: &[],
+                envs: &envs,
+                cwd: &dir,
+                netns: Some(&ns),
+            },
+            &logs,
+        )?;
+        wait_serving_at(&self.cluster, &mut self.procs, name, &ns, port, &log).await
+    }
+
     /// The mesh's processes by name (`istiod`, `sidecar-<workload>`, `gateway-<workload>`,
     /// `<workload>` for its program), each with its process group's id.
     pub fn process_groups(&self) -> Vec<(String, u32)> {
@@ -1004,18 +1044,29 @@ async fn wait_serving(cluster: &Cluster, procs: &mut Procs, w: &Workload) -> Res
     let port = w
         .grpc_port()
         .ok_or_else(|| Error::Failed(format!("{} has no grpc port", w.name)))?;
+    let log = w.log.clone().unwrap_or_default();
+    wait_serving_at(cluster, procs, &w.name, &w.netns.name, port, &log).await
+}
+
+/// Waits for the gRPC server on `127.0.0.1:port` in the namespace `ns` to report SERVING.
+async fn wait_serving_at(
+    cluster: &Cluster,
+    procs: &mut Procs,
+    what: &str,
+    ns: &str,
+    port: u16,
+    log: &Path,
+) -> Result<(), Error> {
     let grpcurl = cluster.tool("grpcurl").display().to_string();
     let target = format!("127.0.0.1:{port}");
-    let ns = w.netns.name.clone();
-    let log = w.log.clone().unwrap_or_default();
     wait_for(
-        &format!("{} SERVING", w.name),
+        &format!("{what} SERVING"),
         START_TIMEOUT,
         procs,
         || None,
         || async {
             let (status, out) = in_netns(
-                &ns,
+                ns,
                 &grpcurl,
                 &[
                     "-plaintext",

@@ -116,6 +116,8 @@ enum Via {
     /// Inside the workload's namespace: to its sidecar's outbound listener (`true`), or to
     /// the program on the namespace's loopback (`false`).
     Inside(&'static str, bool),
+    /// Inside the workload's namespace, to `127.0.0.1:<port>`.
+    Direct(&'static str, u16),
 }
 
 /// `n` calls at [`RATE`] a second, each answered before the next is due or sent as soon as
@@ -212,6 +214,14 @@ async fn run(
             })
             .await?
         }
+        Via::Direct(workload, port) => {
+            inside(shop, workload, move || async move {
+                let channel = channel_inside(service, port, false).await?;
+                paced(channel.clone(), WARM_UP, call, None).await;
+                Ok(paced(channel, CALLS, call, None).await)
+            })
+            .await?
+        }
     };
     let elapsed = started.elapsed().as_secs_f64();
     let after = group_cpu();
@@ -258,8 +268,39 @@ fn envoy_rss_mib() -> Vec<f64> {
 /// the runs measure the proxies' own work and not the exporting of spans and log lines.
 const QUIET_TELEMETRY: &str = r#"{"spec":{"tracing":[{"randomSamplingPercentage":0,"providers":[{"name":"otel"}]}],"accessLogging":[{"disabled":true}]}}"#;
 
+/// The baseline's catalog and inventory: copies of the mesh's, with their environment, in
+/// catalog-v1's namespace on these ports, catalog calling inventory straight (their
+/// queries still go to PostgreSQL through catalog-v1's sidecar, as every run's do).
+const DIRECT_CATALOG_PORT: u16 = 50061;
+const DIRECT_INVENTORY_PORT: u16 = 50062;
+
 /// Measures, and returns the report's section.
-pub(crate) async fn measure(shop: &Shop) -> Result<String, String> {
+pub(crate) async fn measure(shop: &mut Shop) -> Result<String, String> {
+    shop.start_copy(
+        "inventory-v1",
+        "catalog-v1",
+        "direct-inventory",
+        DIRECT_INVENTORY_PORT,
+        &[("METRICS_ADDR", "127.0.0.1:9162".to_owned())],
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    shop.start_copy(
+        "catalog-v1",
+        "catalog-v1",
+        "direct-catalog",
+        DIRECT_CATALOG_PORT,
+        &[
+            ("METRICS_ADDR", "127.0.0.1:9161".to_owned()),
+            (
+                "INVENTORY_ADDR",
+                format!("http://127.0.0.1:{DIRECT_INVENTORY_PORT}"),
+            ),
+        ],
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let shop: &Shop = shop;
     shop.cluster()
         .kubectl(
             &[
@@ -306,6 +347,15 @@ pub(crate) async fn measure(shop: &Shop) -> Result<String, String> {
             "GetProduct straight to catalog",
             "client → catalog → its sidecar → inventory's sidecar → inventory",
             Via::Inside("catalog-v1", false),
+            CallKind::GetProduct,
+            &idle_rate,
+        )
+        .await?,
+        run(
+            shop,
+            "GetProduct with no proxy",
+            "client → catalog → inventory (copies of both, in one namespace)",
+            Via::Direct("catalog-v1", DIRECT_CATALOG_PORT),
             CallKind::GetProduct,
             &idle_rate,
         )
@@ -370,7 +420,7 @@ fn section(runs: &[Run], rss: &[f64]) -> String {
         );
     }
     let delta = |a: &Run, b: &Run, p: f64| a.percentile(p) - b.percentile(p);
-    if let [gateway, catalog, two, direct] = runs {
+    if let [gateway, catalog, none, two, direct] = runs {
         let per_sidecar_us = (two.proxy_cpu_us - direct.proxy_cpu_us) / 2.0;
         let mean_rss = if rss.is_empty() {
             0.0
@@ -379,25 +429,30 @@ fn section(runs: &[Run], rss: &[f64]) -> String {
             let n = rss.len() as f64;
             rss.iter().sum::<f64>() / n
         };
+        let row = |what: &str, a: &Run, b: &Run| {
+            format!(
+                "| {what} | {:+.3} | {:+.3} | {:+.3} | {:.0} |\n",
+                delta(a, b, 0.5),
+                delta(a, b, 0.9),
+                delta(a, b, 0.99),
+                a.proxy_cpu_us - b.proxy_cpu_us
+            )
+        };
         let _ = writeln!(
             out,
             "\n| what the proxies add | p50 ms | p90 ms | p99 ms | proxies' CPU µs/call |\n\
-             |---|---:|---:|---:|---:|\n\
-             | two sidecars on one hop (GetStock) | {:+.3} | {:+.3} | {:+.3} | {:.0} |\n\
-             | the gateway and catalog's inbound sidecar (GetProduct) | {:+.3} | {:+.3} | {:+.3} | {:.0} |\n\
-             | GetProduct through the gateway, against no proxy at all (the two rows added) | {:+.3} | {:+.3} | {:+.3} | {:.0} |\n",
-            delta(two, direct, 0.5),
-            delta(two, direct, 0.9),
-            delta(two, direct, 0.99),
-            two.proxy_cpu_us - direct.proxy_cpu_us,
-            delta(gateway, catalog, 0.5),
-            delta(gateway, catalog, 0.9),
-            delta(gateway, catalog, 0.99),
-            gateway.proxy_cpu_us - catalog.proxy_cpu_us,
-            delta(gateway, catalog, 0.5) + delta(two, direct, 0.5),
-            delta(gateway, catalog, 0.9) + delta(two, direct, 0.9),
-            delta(gateway, catalog, 0.99) + delta(two, direct, 0.99),
-            gateway.proxy_cpu_us - catalog.proxy_cpu_us + two.proxy_cpu_us - direct.proxy_cpu_us,
+             |---|---:|---:|---:|---:|\n{}{}{}",
+            row(
+                "GetProduct through the gateway, against the same call with no proxy",
+                gateway,
+                none
+            ),
+            row(
+                "the gateway and catalog's inbound sidecar (GetProduct)",
+                gateway,
+                catalog
+            ),
+            row("two sidecars on one hop (GetStock)", two, direct),
         );
         let _ = writeln!(
             out,

@@ -150,7 +150,7 @@ async fn mesh_up() -> ExitCode {
 /// `scripts/bench-mesh.sh`: the same shop, measured (tests/mesh/bench.rs); the report's
 /// section goes to `out`.
 async fn mesh_bench(out: std::path::PathBuf) -> ExitCode {
-    let shop = match Shop::start("scripts/bench-mesh.sh").await {
+    let mut shop = match Shop::start("scripts/bench-mesh.sh").await {
         Ok(Some(shop)) => shop,
         Ok(None) => return ExitCode::FAILURE,
         Err(e) => {
@@ -158,7 +158,7 @@ async fn mesh_bench(out: std::path::PathBuf) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let measured = bench::measure(&shop).await;
+    let measured = bench::measure(&mut shop).await;
     drop(shop);
     match measured.map(|section| std::fs::write(&out, section)) {
         Ok(Ok(())) => ExitCode::SUCCESS,
