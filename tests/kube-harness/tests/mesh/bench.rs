@@ -274,6 +274,41 @@ const QUIET_TELEMETRY: &str = r#"{"spec":{"tracing":[{"randomSamplingPercentage"
 const DIRECT_CATALOG_PORT: u16 = 50061;
 const DIRECT_INVENTORY_PORT: u16 = 50062;
 
+/// The runs, in the order [`section`] reads them: a name, the call's path, how it is
+/// called, and what.
+const RUNS: &[(&str, &str, Via, CallKind)] = &[
+    (
+        "GetProduct through the gateway",
+        "client → gateway → catalog's sidecar → catalog → its sidecar → inventory's sidecar → inventory",
+        Via::Gateway,
+        CallKind::GetProduct,
+    ),
+    (
+        "GetProduct straight to catalog",
+        "client → catalog → its sidecar → inventory's sidecar → inventory",
+        Via::Inside("catalog-v1", false),
+        CallKind::GetProduct,
+    ),
+    (
+        "GetProduct with no proxy",
+        "client → catalog → inventory (copies of both, in one namespace)",
+        Via::Direct("catalog-v1", DIRECT_CATALOG_PORT),
+        CallKind::GetProduct,
+    ),
+    (
+        "GetStock through two sidecars",
+        "client → its sidecar → inventory's sidecar → inventory",
+        Via::Inside("client-orders", true),
+        CallKind::GetStock,
+    ),
+    (
+        "GetStock straight to inventory",
+        "client → inventory",
+        Via::Inside("inventory-v1", false),
+        CallKind::GetStock,
+    ),
+];
+
 /// Measures, and returns the report's section.
 pub(crate) async fn measure(shop: &mut Shop) -> Result<String, String> {
     shop.start_copy(
@@ -332,53 +367,10 @@ pub(crate) async fn measure(shop: &mut Shop) -> Result<String, String> {
         })
         .collect();
 
-    let runs = [
-        run(
-            shop,
-            "GetProduct through the gateway",
-            "client → gateway → catalog's sidecar → catalog → its sidecar → inventory's sidecar → inventory",
-            Via::Gateway,
-            CallKind::GetProduct,
-            &idle_rate,
-        )
-        .await?,
-        run(
-            shop,
-            "GetProduct straight to catalog",
-            "client → catalog → its sidecar → inventory's sidecar → inventory",
-            Via::Inside("catalog-v1", false),
-            CallKind::GetProduct,
-            &idle_rate,
-        )
-        .await?,
-        run(
-            shop,
-            "GetProduct with no proxy",
-            "client → catalog → inventory (copies of both, in one namespace)",
-            Via::Direct("catalog-v1", DIRECT_CATALOG_PORT),
-            CallKind::GetProduct,
-            &idle_rate,
-        )
-        .await?,
-        run(
-            shop,
-            "GetStock through two sidecars",
-            "client → its sidecar → inventory's sidecar → inventory",
-            Via::Inside("client-orders", true),
-            CallKind::GetStock,
-            &idle_rate,
-        )
-        .await?,
-        run(
-            shop,
-            "GetStock straight to inventory",
-            "client → inventory",
-            Via::Inside("inventory-v1", false),
-            CallKind::GetStock,
-            &idle_rate,
-        )
-        .await?,
-    ];
+    let mut runs = Vec::new();
+    for (name, path, via, call) in RUNS {
+        runs.push(run(shop, name, path, *via, *call, &idle_rate).await?);
+    }
     Ok(section(&runs, &envoy_rss_mib()))
 }
 
