@@ -75,11 +75,6 @@ defaultConfig:
 /// The trace collector's name in the mesh (a ServiceEntry for [`HOST_IP`]).
 pub const COLLECTOR_HOST: &str = "otel-collector.istio-system.svc.cluster.local";
 
-/// The /etc/hosts of a workload's namespace: istiod's name at [`HOST_IP`], and `extra`.
-pub fn hosts_file(extra: &str) -> String {
-    format!("127.0.0.1 localhost {extra}\n{HOST_IP} istiod.istio-system.svc\n")
-}
-
 /// Starts istiod against `kubeconfig`, in `dir` (its mesh config there), and waits for its
 /// `/ready`; returns its plain-HTTP debug address (127.0.0.1).
 pub async fn start_istiod(

@@ -1,13 +1,16 @@
-//! A mesh on one machine, for the mesh tests: istiod (`pilot-discovery discovery`) against
-//! the harness's API server, and workloads each in a network namespace of its own with a
-//! `pilot-agent` sidecar running upstream Envoy (docs/deploy.md, section 11).
+//! A mesh on one machine, for the mesh tests (docs/deploy.md, section 11): istiod
+//! (`pilot-discovery discovery`) against the harness's API server, and workloads each in a
+//! network namespace of its own with `pilot-agent` and upstream Envoy beside them; [`Shop`]
+//! runs the whole chart that way, with its ingress gateway.
 //!
-//! The network is one the harness owns: `10.233.0.0/24` on a bridge made for the test
-//! (the host end [`HOST_IP`], each workload `10.233.0.<n>`), no route to anything else, no
-//! forwarding, no iptables. Network namespaces need root; [`mesh_ready`] skips loudly
-//! without it or without the binaries, and fails instead when `MESHMART_REQUIRE_MESH` is set.
-//! Dropping a [`Net`] deletes its namespaces, its bridge and its `/etc/netns` files;
-//! dropping a [`Procs`] kills each process group it started (pilot-agent's Envoy too).
+//! The network is one the harness owns, inside its range `10.233.0.0/16`: `10.233.0.0/24`
+//! on a bridge made for the test (the host end [`HOST_IP`], each workload `10.233.0.<n>`),
+//! no route to anything else, no forwarding, no iptables. Network namespaces need root;
+//! [`mesh_ready`] skips loudly without it or without the binaries, and fails instead when
+//! `MESHMART_REQUIRE_MESH` is set. Dropping a [`Net`] deletes its namespaces, its bridge
+//! and its `/etc/netns` files; dropping a [`Procs`] kills each process group it started
+//! (pilot-agent's Envoy too); if the test process is killed outright, the cluster's
+//! watchdog does both.
 
 mod collector;
 mod istio;
@@ -21,12 +24,12 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::{Error, bin_dir, set};
+use crate::{Error, bin_dir};
 
 pub use collector::{Collector, OTLP_PORT, Span};
 pub use istio::{
-    BOOTSTRAP_TEMPLATE, COLLECTOR_HOST, ISTIOD_ENV, Identity, Mode, hosts_file, mesh_config,
-    start_istiod, start_proxy,
+    BOOTSTRAP_TEMPLATE, COLLECTOR_HOST, ISTIOD_ENV, Identity, Mode, mesh_config, start_istiod,
+    start_proxy,
 };
 pub use net::{EGRESS_IP, Net, Netns};
 pub use procs::{Procs, Spawn};
@@ -60,10 +63,11 @@ pub fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
-/// `Ok(true)` when the mesh test can run: root, the mesh tools, Istio's bootstrap template
-/// and the `services` binaries; `Ok(false)` after a loud warning when not; an error
-/// instead when MESHMART_REQUIRE_MESH is set.
-pub fn mesh_ready(test: &str, services: &[&str]) -> Result<bool, Error> {
+/// `Ok(true)` when the mesh test can run: root, the mesh tools, Istio's bootstrap template,
+/// the `services` binaries and the `other` files it names (with how to get each);
+/// `Ok(false)` after a loud warning when not; an error instead when MESHMART_REQUIRE_MESH
+/// is set.
+pub fn mesh_ready(test: &str, services: &[&str], other: &[(&Path, &str)]) -> Result<bool, Error> {
     let bin = bin_dir();
     let services_dir = service_bin_dir();
     let mut missing: Vec<String> = MESH_TOOLS
@@ -86,6 +90,12 @@ pub fn mesh_ready(test: &str, services: &[&str]) -> Result<bool, Error> {
             .filter(|s| !services_dir.join(s).is_file())
             .map(|s| format!("{} (cargo build -p {s})", services_dir.join(s).display())),
     );
+    missing.extend(
+        other
+            .iter()
+            .filter(|(file, _)| !file.is_file())
+            .map(|(file, how)| format!("{} ({how})", file.display())),
+    );
     if !is_root() {
         missing.push("root (network namespaces)".to_owned());
     }
@@ -93,15 +103,7 @@ pub fn mesh_ready(test: &str, services: &[&str]) -> Result<bool, Error> {
         return Ok(true);
     }
     let message = format!("the mesh test needs {}", missing.join(", "));
-    if set("MESHMART_REQUIRE_MESH") {
-        return Err(Error::Missing(format!(
-            "MESHMART_REQUIRE_MESH is set but {message}"
-        )));
-    }
-    eprintln!("\n==================== SKIPPED: {test} ====================");
-    eprintln!("warning: {message}; this test did not run");
-    eprintln!("==========================================================\n");
-    Ok(false)
+    crate::skip_unless_required(test, &message, "MESHMART_REQUIRE_MESH")
 }
 
 /// The status code of `GET http://addr/path`, or `None` when there is no answer within

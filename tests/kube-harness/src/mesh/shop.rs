@@ -129,7 +129,8 @@ struct ServicePort {
 pub struct Shop {
     procs: Procs,
     collector: Collector,
-    net: Net,
+    /// Held for its Drop only: the namespaces and the bridge go once the processes have.
+    _net: Net,
     cluster: Cluster,
     workloads: Vec<Workload>,
     gateway: String,
@@ -156,9 +157,23 @@ impl Shop {
             .copied()
             .chain(["meshctl", "meshctl-canary"])
             .collect();
-        if !mesh_ready(test, &binaries)? || !postgres_ready(test)? {
+        let postgres: Vec<PathBuf> = ["initdb", "postgres", "pg_isready", "psql"]
+            .iter()
+            .map(|b| Path::new(PG_BIN).join(b))
+            .collect();
+        let other: Vec<(&Path, &str)> = postgres
+            .iter()
+            .map(|p| {
+                (
+                    p.as_path(),
+                    "PostgreSQL 15: scripts/with-postgres.sh installs it",
+                )
+            })
+            .collect();
+        if !mesh_ready(test, &binaries, &other)? {
             return Ok(None);
         }
+        postgres_user()?;
         let Some(cluster) = Cluster::start(test, &["helm"]).await? else {
             if crate::set("MESHMART_REQUIRE_MESH") {
                 return Err(Error::Missing(
@@ -200,6 +215,17 @@ impl Shop {
             .iter()
             .find(|s| s.program == Program::Service)
             .and_then(|s| s.proxy_config.clone());
+        // The clients' accounts the chart does not make (orders' it does).
+        let extra_accounts: String = CLIENTS
+            .iter()
+            .filter(|(_, sa)| !specs.iter().any(|s| s.service_account == *sa))
+            .map(|(_, sa)| {
+                format!(
+                    "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {sa}, namespace: {NAMESPACE}}}\n---\n"
+                )
+            })
+            .collect();
+        cluster.apply(&extra_accounts).await?;
         for (name, sa) in CLIENTS {
             specs.push(Spec {
                 name: (*name).to_owned(),
@@ -211,16 +237,6 @@ impl Shop {
                 env: Vec::new(),
             });
         }
-        let extra_accounts: String = CLIENTS
-            .iter()
-            .filter(|(_, sa)| *sa == "intruder")
-            .map(|(_, sa)| {
-                format!(
-                    "apiVersion: v1\nkind: ServiceAccount\nmetadata: {{name: {sa}, namespace: {NAMESPACE}}}\n---\n"
-                )
-            })
-            .collect();
-        cluster.apply(&extra_accounts).await?;
 
         let hosts = hosts(&services);
         let mut workloads = Vec::new();
@@ -230,7 +246,8 @@ impl Shop {
                 .map_err(|_| Error::Failed("more workloads than the range holds".to_owned()))?;
             let netns = net.add(&spec.name, octet, &hosts)?;
             objects.push_str(&workload_entry(&spec, &netns.ip));
-            if spec.program != Program::None || !spec.labels.contains_key("istio") {
+            // A gateway's listeners come from its Gateway resources, not a Sidecar.
+            if !is_gateway(&spec.labels) {
                 objects.push_str(&sidecar(&spec, &netns.ip, &services));
             }
             let dir = root.join(&spec.name).join("program");
@@ -253,7 +270,7 @@ impl Shop {
         // The proxies first, as native sidecars start before the app: a service connects
         // to PostgreSQL through its sidecar as it starts.
         for w in &mut workloads {
-            let mode = if w.labels.contains_key("istio") {
+            let mode = if is_gateway(&w.labels) {
                 Mode::Router
             } else {
                 Mode::Sidecar
@@ -295,35 +312,34 @@ impl Shop {
             .await?;
         }
 
-        let mut shop_procs = procs;
         for w in workloads
             .iter_mut()
             .filter(|w| w.program == Program::Postgres)
         {
-            w.log = Some(start_postgres(&cluster, &mut shop_procs, w, &root, &logs).await?);
+            w.log = Some(start_postgres(&cluster, &mut procs, w, &root, &logs).await?);
         }
         for w in workloads.iter_mut().filter(|w| w.program == Program::Nats) {
-            w.log = Some(start_nats(&mut shop_procs, w, &logs)?);
+            w.log = Some(start_nats(&mut procs, w, &logs)?);
         }
         for w in workloads
             .iter_mut()
             .filter(|w| w.program == Program::Service)
         {
-            w.log = Some(start_service(&mut shop_procs, w, &logs)?);
+            w.log = Some(start_service(&mut procs, w, &logs)?);
         }
         for w in workloads.iter().filter(|w| w.program == Program::Service) {
-            wait_serving(&cluster, &mut shop_procs, w).await?;
+            wait_serving(&cluster, &mut procs, w).await?;
         }
         let gateway = workloads
             .iter()
-            .find(|w| w.labels.contains_key("istio"))
+            .find(|w| is_gateway(&w.labels))
             .ok_or_else(|| Error::Failed("the chart rendered no ingress gateway".to_owned()))?;
-        let gateway = gateway_address(&mut shop_procs, gateway).await?;
+        let gateway = gateway_address(&mut procs, gateway).await?;
         eprintln!("mesh: the shop is up; the gateway at {gateway}");
         Ok(Some(Shop {
-            procs: shop_procs,
+            procs,
             collector,
-            net,
+            _net: net,
             cluster,
             workloads,
             gateway,
@@ -408,42 +424,17 @@ impl Shop {
     pub fn process_groups(&self) -> Vec<(String, u32)> {
         self.procs.groups()
     }
-
-    /// An error naming the first process of the mesh that has exited.
-    pub fn check(&mut self) -> Result<(), Error> {
-        self.procs.check()?;
-        self.cluster.check()
-    }
-
-    /// Keeps the network's namespaces referenced (they live as long as the shop).
-    pub fn net(&self) -> &Net {
-        &self.net
-    }
 }
 
-/// PostgreSQL's server binaries and its `postgres` user (the server refuses to run as
-/// root); like [`mesh_ready`], a skip or an error when missing.
-fn postgres_ready(test: &str) -> Result<bool, Error> {
-    let binaries = ["initdb", "postgres", "pg_isready", "psql"];
-    let missing: Vec<String> = binaries
-        .iter()
-        .map(|b| Path::new(PG_BIN).join(b))
-        .filter(|p| !p.is_file())
-        .map(|p| p.display().to_string())
-        .collect();
-    if !missing.is_empty() {
-        let message = format!(
-            "the mesh test needs PostgreSQL 15 ({}; scripts/with-postgres.sh installs it)",
-            missing.join(", ")
-        );
-        if crate::set("MESHMART_REQUIRE_MESH") {
-            return Err(Error::Missing(message));
-        }
-        eprintln!("\n==================== SKIPPED: {test} ====================");
-        eprintln!("warning: {message}; this test did not run");
-        eprintln!("==========================================================\n");
-        return Ok(false);
-    }
+/// Whether a workload with these pod labels is an ingress gateway: Istio's gateways (the
+/// chart's own among them) carry the `istio` label their Gateway resources select.
+fn is_gateway(labels: &BTreeMap<String, String>) -> bool {
+    labels.contains_key("istio")
+}
+
+/// The `postgres` user, made if missing: the server refuses to run as root (as
+/// scripts/with-postgres.sh does).
+fn postgres_user() -> Result<(), Error> {
     let has_user = std::process::Command::new("id")
         .args(["-u", "postgres"])
         .output()
@@ -466,7 +457,7 @@ fn postgres_ready(test: &str) -> Result<bool, Error> {
             )));
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 /// `helm install` of the chart as the README has users install it on kind (the defaults
@@ -683,7 +674,7 @@ async fn service_ports(client: &kube::Client) -> Result<Vec<ServicePort>, Error>
             continue;
         };
         let selector = spec.selector.unwrap_or_default();
-        if spec.cluster_ip.as_deref() == Some("None") || selector.contains_key("istio") {
+        if spec.cluster_ip.as_deref() == Some("None") || is_gateway(&selector) {
             continue;
         }
         for p in spec.ports.unwrap_or_default() {

@@ -113,11 +113,10 @@ fn total(cpu: &BTreeMap<u32, f64>, groups: &[u32]) -> f64 {
 #[derive(Debug, Clone, Copy)]
 enum Via {
     Gateway,
-    /// Inside the workload's namespace: to its sidecar's outbound listener (`true`), or to
-    /// the program on the namespace's loopback (`false`).
-    Inside(&'static str, bool),
-    /// Inside the workload's namespace, to `127.0.0.1:<port>`.
-    Direct(&'static str, u16),
+    /// Inside the workload's namespace, through its sidecar's outbound listener.
+    Sidecar(&'static str),
+    /// Inside the workload's namespace, straight to `127.0.0.1:<port>` (no proxy).
+    Loopback(&'static str, u16),
 }
 
 /// `n` calls at [`RATE`] a second, each answered before the next is due or sent as soon as
@@ -172,17 +171,6 @@ enum CallKind {
     GetStock,
 }
 
-async fn channel_inside(service: &str, port: u16, via_sidecar: bool) -> Result<Channel, String> {
-    if via_sidecar {
-        return through_sidecar(service, port).await;
-    }
-    Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-        .map_err(fail("address"))?
-        .connect()
-        .await
-        .map_err(fail("connect to the program"))
-}
-
 /// One run: a warm-up, then [`CALLS`] measured, with the CPU of every group around it.
 async fn run(
     shop: &Shop,
@@ -206,17 +194,18 @@ async fn run(
             paced(channel.clone(), WARM_UP, call, token.clone()).await;
             paced(channel, CALLS, call, token).await
         }
-        Via::Inside(workload, via_sidecar) => {
+        Via::Sidecar(workload) | Via::Loopback(workload, _) => {
             inside(shop, workload, move || async move {
-                let channel = channel_inside(service, port, via_sidecar).await?;
-                paced(channel.clone(), WARM_UP, call, None).await;
-                Ok(paced(channel, CALLS, call, None).await)
-            })
-            .await?
-        }
-        Via::Direct(workload, port) => {
-            inside(shop, workload, move || async move {
-                let channel = channel_inside(service, port, false).await?;
+                let channel = match via {
+                    Via::Loopback(_, port) => {
+                        Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                            .map_err(fail("address"))?
+                            .connect()
+                            .await
+                            .map_err(fail("connect to the program"))?
+                    }
+                    _ => through_sidecar(service, port).await?,
+                };
                 paced(channel.clone(), WARM_UP, call, None).await;
                 Ok(paced(channel, CALLS, call, None).await)
             })
@@ -286,25 +275,25 @@ const RUNS: &[(&str, &str, Via, CallKind)] = &[
     (
         "GetProduct straight to catalog",
         "client → catalog → its sidecar → inventory's sidecar → inventory",
-        Via::Inside("catalog-v1", false),
+        Via::Loopback("catalog-v1", 50051),
         CallKind::GetProduct,
     ),
     (
         "GetProduct with no proxy",
         "client → catalog → inventory (copies of both, in one namespace)",
-        Via::Direct("catalog-v1", DIRECT_CATALOG_PORT),
+        Via::Loopback("catalog-v1", DIRECT_CATALOG_PORT),
         CallKind::GetProduct,
     ),
     (
         "GetStock through two sidecars",
         "client → its sidecar → inventory's sidecar → inventory",
-        Via::Inside("client-orders", true),
+        Via::Sidecar("client-orders"),
         CallKind::GetStock,
     ),
     (
         "GetStock straight to inventory",
         "client → inventory",
-        Via::Inside("inventory-v1", false),
+        Via::Loopback("inventory-v1", 50052),
         CallKind::GetStock,
     ),
 ];

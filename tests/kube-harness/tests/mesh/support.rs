@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use kube_harness::mesh::NAMESPACE;
 use kube_harness::mesh::{EGRESS_IP, Shop};
 use kube_harness::repo_root;
 use tonic::transport::{Channel, Endpoint};
@@ -20,8 +21,6 @@ pub(crate) type Test = fn(Arc<Shop>) -> TestFuture;
 
 /// The longest one call may take (the routes' own timeouts are shorter).
 pub(crate) const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// The release's namespace.
-pub(crate) const NAMESPACE: &str = "meshmart";
 
 /// `Err(text)` from anything that displays, with what was being done.
 pub(crate) fn fail<E: std::fmt::Display>(what: &str) -> impl FnOnce(E) -> String + '_ {
@@ -149,18 +148,10 @@ pub(crate) async fn envoy_admin(shop: &Shop, name: &str, path: &str) -> Result<S
 
 /// The value of the Envoy counter `name` in a workload's proxy (0 when it has none yet).
 pub(crate) async fn counter(shop: &Shop, workload: &str, name: &str) -> Result<u64, String> {
-    let stats = envoy_admin(shop, workload, "/stats").await?;
-    // Istio's tag extraction marks where a tag ends with `;` (`cluster.inbound|5432||;.`).
-    Ok(stats
-        .lines()
-        .map(|l| l.replace(';', ""))
-        .find_map(|l| {
-            l.strip_prefix(name)?
-                .strip_prefix(": ")?
-                .trim()
-                .parse()
-                .ok()
-        })
+    Ok(counters(shop, workload)
+        .await?
+        .into_iter()
+        .find_map(|(n, v)| (n == name).then_some(v))
         .unwrap_or(0))
 }
 
@@ -184,14 +175,22 @@ fn dechunk(mut body: &str) -> String {
 
 /// The sum of the Envoy counters in a workload's proxy whose names end with `suffix`.
 pub(crate) async fn counter_sum(shop: &Shop, workload: &str, suffix: &str) -> Result<u64, String> {
+    Ok(counters(shop, workload)
+        .await?
+        .into_iter()
+        .filter_map(|(n, v)| n.ends_with(suffix).then_some(v))
+        .sum())
+}
+
+/// Every counter of a workload's proxy (Envoy's `/stats`) by name. Istio's tag extraction
+/// marks where a tag ends with `;` (`cluster.inbound|5432||;.`): the names here have none.
+async fn counters(shop: &Shop, workload: &str) -> Result<Vec<(String, u64)>, String> {
     let stats = envoy_admin(shop, workload, "/stats").await?;
     Ok(stats
         .lines()
-        .map(|l| l.replace(';', ""))
         .filter_map(|l| {
             let (name, value) = l.split_once(": ")?;
-            name.ends_with(suffix)
-                .then(|| value.trim().parse::<u64>().ok())?
+            Some((name.replace(';', ""), value.trim().parse().ok()?))
         })
-        .sum())
+        .collect())
 }
