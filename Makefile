@@ -1,12 +1,15 @@
 # meshmart tasks. `make` lists them; CI runs `make test`, as the README says.
 .DEFAULT_GOAL := help
-.PHONY: help up test tools lint fmt deploy-check bench bench-mesh images mesh-up mesh-test
+.PHONY: help up observe test tools lint fmt deploy-check bench bench-mesh images mesh-up mesh-test
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 up: ## run the whole shop on this machine (catalog :50051, inventory :50052)
 	cargo run --release -p meshctl -- up
+
+observe: ## Jaeger (:16686) and Prometheus (:9090) beside `make up`; traces: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317
+	scripts/observe.sh
 
 test: ## run every test: lints, deployment checks, Rust tests on SQLite and PostgreSQL
 	scripts/test.sh

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The whole test suite, as the README promises and CI runs it: installs the pinned tools,
 # then lints, checks the contracts against the published ones and the dependencies against
-# deny.toml, checks the deployment files, and runs every Rust test against SQLite, a
-# throwaway PostgreSQL and a throwaway NATS with JetStream. Stops at the first failure.
+# deny.toml, checks the deployment files, runs every Rust test against SQLite, a
+# throwaway PostgreSQL and a throwaway NATS with JetStream, and the observability tests
+# (the shop under a real Jaeger and Prometheus). Stops at the first failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -26,7 +27,8 @@ trap 'rm -f "$log"' EXIT
 step "tools (pinned, into .tools/)"
 scripts/install-tools.sh
 # etcd, kube-apiserver, kube-controller-manager, istioctl and istiod (pilot-discovery and
-# pilot-agent, for the mesh test), built from their Go modules into
+# pilot-agent, for the mesh test), Prometheus, promtool and Jaeger (the observability
+# tests), built from their Go modules into
 # a cache outside the clone (the first time on a machine takes long: docs/development.md,
 # "Time budget"; links after that), and kubectl 1.37.
 scripts/install-go-tools.sh
@@ -79,6 +81,15 @@ require_mesh=0
 MESHMART_REQUIRE_POSTGRES=1 MESHMART_REQUIRE_NATS=1 MESHMART_REQUIRE_KUBE=1 MESHMART_REQUIRE_ISTIOCTL=1 \
     MESHMART_REQUIRE_MESH=$require_mesh \
     scripts/with-postgres.sh scripts/with-nats.sh cargo test --workspace --locked 2>&1 | tee -a "$log"
+
+step "observability (real Jaeger and Prometheus)"
+# The alert rules and dashboards checked by promtool, then the whole shop (meshctl up)
+# traced by Jaeger v2 and scraped by Prometheus, both built by install-go-tools.sh above.
+# cargo test built meshctl's binary for its own tests; the build is a no-op then, and makes
+# sure of it otherwise. MESHMART_REQUIRE_OBSERVABILITY: a missing tool fails, not skips.
+cargo build -p meshctl --locked
+MESHMART_REQUIRE_OBSERVABILITY=1 PYTHONDONTWRITEBYTECODE=1 .tools/venv/bin/python -m pytest tests/observability \
+    -p no:cacheprovider -ra 2>&1 | tee -a "$log"
 step_done
 
 # One closing line for the whole suite: cargo's last lines are per-binary (often a crate's

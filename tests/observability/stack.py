@@ -262,6 +262,10 @@ def main(argv: list[str]) -> int:
     Prometheus beside `meshctl up --port-offset PORT_OFFSET`, until Ctrl-C (scripts/observe.sh)."""
     workdir = Path(argv[0])
     offset, otlp, query, prom = (int(a) for a in argv[1:5])
+    # Ctrl-C and SIGTERM both stop the programs (SIGINT may arrive ignored from a
+    # background job, and SIGTERM would otherwise end Python without its finally).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     workdir.mkdir(parents=True, exist_ok=True)
     running: list[Proc] = []
     try:
