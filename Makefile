@@ -11,6 +11,10 @@ up: ## run the whole shop on this machine (catalog :50051, inventory :50052)
 observe: ## Jaeger (:16686) and Prometheus (:9090) beside `make up`; traces: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317
 	scripts/observe.sh
 
+edge: ## REST/JSON and gRPC on 127.0.0.1:8080 in front of `make up` (Envoy from .tools)
+	scripts/install-tools.sh >/dev/null
+	cargo run --release -p meshctl -- edge --envoy .tools/bin/envoy
+
 test: ## run every test: lints, deployment checks, Rust tests on SQLite and PostgreSQL
 	scripts/test.sh
 

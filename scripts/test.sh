@@ -90,6 +90,11 @@ step "observability (real Jaeger and Prometheus)"
 cargo build -p meshctl --locked
 MESHMART_REQUIRE_OBSERVABILITY=1 PYTHONDONTWRITEBYTECODE=1 .tools/venv/bin/python -m pytest tests/observability \
     -p no:cacheprovider -ra 2>&1 | tee -a "$log"
+
+step "edge (REST/JSON through meshctl edge's Envoy, grpcurl, schemathesis)"
+# The shop behind `meshctl edge` (Envoy with the gateway's transcoder config): REST calls and
+# their JSON errors, gRPC on the same port, the served OpenAPI, and schemathesis from it.
+PYTHONDONTWRITEBYTECODE=1 .tools/venv/bin/python -m pytest tests/edge -p no:cacheprovider -ra 2>&1 | tee -a "$log"
 step_done
 
 # One closing line for the whole suite: cargo's last lines are per-binary (often a crate's

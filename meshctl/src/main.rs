@@ -9,6 +9,8 @@
 //!   orchestrator's DeadLetterService.
 //! - `meshctl canary status|set|promote|rollback` reads and sets a canary's weights in a
 //!   cluster: it runs the `meshctl-canary` binary, which has the Kubernetes client.
+//! - `meshctl edge` runs Envoy in front of `meshctl up`: REST/JSON and gRPC on
+//!   127.0.0.1:8080, with the chart's gateway filter config.
 //! - `meshctl completions <shell>` prints shell completions.
 
 // A command line tool talks to its user on stdout.
@@ -17,6 +19,7 @@
 mod canary;
 mod children;
 mod dlq;
+mod edge;
 mod supervise;
 mod up;
 
@@ -51,6 +54,13 @@ enum Command {
         #[arg(value_enum)]
         service: Service,
     },
+    /// Serve REST/JSON and gRPC on 127.0.0.1:8080 in front of `meshctl up`
+    ///
+    /// Runs Envoy with the transcoder config of the chart's ingress gateway: REST calls
+    /// such as `curl 127.0.0.1:8080/v1/products/espresso-cup` become gRPC calls to the
+    /// shop, errors come back as JSON, and the OpenAPI is at /openapi.yaml. Needs Envoy
+    /// (--envoy, ENVOY; scripts/install-tools.sh installs one into .tools/bin).
+    Edge(edge::Options),
     /// List, show and replay the event bus's dead letters
     ///
     /// Through the orchestrator's DeadLetterService (--orchestrator-addr, ORCHESTRATOR_ADDR).
@@ -127,6 +137,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Up(options) => up::run(&options),
         Command::Dlq(options) => dlq::run(&options),
+        Command::Edge(options) => edge::run(&options),
         Command::Serve { service } => service.serve(),
         Command::Canary { args } => canary::run(&args),
         Command::Completions { shell } => {
