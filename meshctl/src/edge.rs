@@ -31,14 +31,13 @@ const PUBLIC: &[(&ServiceInfo, &str)] = &[
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+// Its own argument group: the flattened `up` options' group is also named Options.
+#[group(id = "edge")]
 pub(crate) struct Options {
-    /// Where to write Envoy's bootstrap (in DIR/edge/); the same folder as `up`'s
-    #[arg(long, value_name = "DIR", default_value = "data")]
-    data_dir: PathBuf,
-    /// The `--port-offset` of the `meshctl up` to front; added to the edge's port too
-    #[arg(long, value_name = "N", default_value_t = 0,
-          value_parser = clap::value_parser!(u16).range(0..=10_000))]
-    port_offset: u16,
+    /// The shop to front: the `--data-dir` (Envoy's bootstrap goes into DIR/edge/) and
+    /// `--port-offset` (added to the edge's port too) of its `meshctl up`
+    #[command(flatten)]
+    shop: crate::up::Options,
     /// The edge's port on 127.0.0.1 (before the offset)
     #[arg(long, value_name = "PORT", default_value_t = 8080)]
     port: u16,
@@ -48,7 +47,7 @@ pub(crate) struct Options {
 }
 
 pub(crate) fn run(options: &Options) -> ExitCode {
-    let dir = options.data_dir.join("edge");
+    let dir = options.shop.data_dir.join("edge");
     let bootstrap = match write_files(options, &dir) {
         Ok(bootstrap) => bootstrap,
         Err(error) => {
@@ -59,7 +58,7 @@ pub(crate) fn run(options: &Options) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let port = options.port.saturating_add(options.port_offset);
+    let port = options.port.saturating_add(options.shop.port_offset);
     eprintln!(
         "meshctl: edge on http://127.0.0.1:{port} (REST/JSON and gRPC), OpenAPI at \
          http://127.0.0.1:{port}/openapi.yaml; try\n  curl http://127.0.0.1:{port}/v1/products/espresso-cup"
@@ -119,6 +118,7 @@ fn bootstrap(
     })];
     let mut clusters = Vec::new();
     for (service, grpc_service) in PUBLIC {
+        let upstream = options.shop.grpc_addr(service);
         routes.push(json!({
             "match": {"prefix": format!("/{grpc_service}/")},
             "route": {"cluster": service.name, "timeout": "30s"}
@@ -136,8 +136,8 @@ fn bootstrap(
             "load_assignment": {
                 "cluster_name": service.name,
                 "endpoints": [{"lb_endpoints": [{"endpoint": {"address": {"socket_address": {
-                    "address": "127.0.0.1",
-                    "port_value": service.grpc_port + options.port_offset
+                    "address": upstream.ip().to_string(),
+                    "port_value": upstream.port()
                 }}}}]}]
             }
         }));
@@ -148,7 +148,7 @@ fn bootstrap(
                 "name": "edge",
                 "address": {"socket_address": {
                     "address": "127.0.0.1",
-                    "port_value": options.port.saturating_add(options.port_offset)
+                    "port_value": options.port.saturating_add(options.shop.port_offset)
                 }},
                 "filter_chains": [{"filters": [{
                     "name": "envoy.filters.network.http_connection_manager",
@@ -184,8 +184,10 @@ mod tests {
     #[test]
     fn the_bootstrap_fronts_the_offset_shop_with_the_shared_filter_config() {
         let options = Options {
-            data_dir: "d".into(),
-            port_offset: 100,
+            shop: crate::up::Options {
+                data_dir: "d".into(),
+                port_offset: 100,
+            },
             port: 8080,
             envoy: "envoy".into(),
         };

@@ -63,15 +63,15 @@ running then stopped cleanly by itself.";
 pub(crate) struct Options {
     /// Where the services keep their SQLite databases
     #[arg(long, value_name = "DIR", default_value = "data")]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
     /// Add N to every port, to run a second shop beside the first
     #[arg(long, value_name = "N", default_value_t = 0,
           value_parser = clap::value_parser!(u16).range(0..=10_000))]
-    port_offset: u16,
+    pub(crate) port_offset: u16,
 }
 
 impl Options {
-    fn grpc_addr(&self, service: &ServiceInfo) -> SocketAddr {
+    pub(crate) fn grpc_addr(&self, service: &ServiceInfo) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, service.grpc_port + self.port_offset))
     }
 
