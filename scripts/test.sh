@@ -85,9 +85,10 @@ MESHMART_REQUIRE_POSTGRES=1 MESHMART_REQUIRE_NATS=1 MESHMART_REQUIRE_KUBE=1 MESH
 step "observability (real Jaeger and Prometheus)"
 # The alert rules and dashboards checked by promtool, then the whole shop (meshctl up)
 # traced by Jaeger v2 and scraped by Prometheus, both built by install-go-tools.sh above.
-# cargo test built meshctl's binary for its own tests; the build is a no-op then, and makes
-# sure of it otherwise. MESHMART_REQUIRE_OBSERVABILITY: a missing tool fails, not skips.
-cargo build -p meshctl --locked
+# They run target/debug/meshctl as `cargo test` built it for meshctl's own black-box tests
+# (with the test features, inert unless asked for): a separate `cargo build -p meshctl`
+# would relink the whole shop without them, about 90 s for nothing.
+# MESHMART_REQUIRE_OBSERVABILITY: a missing tool fails, not skips.
 MESHMART_REQUIRE_OBSERVABILITY=1 PYTHONDONTWRITEBYTECODE=1 .tools/venv/bin/python -m pytest tests/observability \
     -p no:cacheprovider -ra 2>&1 | tee -a "$log"
 
