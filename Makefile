@@ -1,6 +1,6 @@
 # meshmart tasks. `make` lists them; CI runs `make test`, as the README says.
 .DEFAULT_GOAL := help
-.PHONY: help up observe test tools lint fmt deploy-check bench bench-mesh images mesh-up mesh-test
+.PHONY: help up observe edge test tools lint fmt deploy-check bench bench-mesh images mesh-up mesh-test
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'

@@ -2,8 +2,9 @@
 # The whole test suite, as the README promises and CI runs it: installs the pinned tools,
 # then lints, checks the contracts against the published ones and the dependencies against
 # deny.toml, checks the deployment files, runs every Rust test against SQLite, a
-# throwaway PostgreSQL and a throwaway NATS with JetStream, and the observability tests
-# (the shop under a real Jaeger and Prometheus). Stops at the first failure.
+# throwaway PostgreSQL and a throwaway NATS with JetStream, the observability tests (the
+# shop under a real Jaeger and Prometheus) and the edge's (REST/JSON through Envoy).
+# Stops at the first failure.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
