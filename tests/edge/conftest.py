@@ -34,23 +34,19 @@ def edge(tmp_path_factory: pytest.TempPathFactory):
         if not tool.exists():
             pytest.fail(f"no {tool}: run scripts/install-tools.sh and cargo build -p meshctl")
     work = tmp_path_factory.mktemp("edge")
-    offset = stack.choose_port_offset()
-    port = 8080 + offset
-    if not stack.port_is_free(port):
-        pytest.fail(f"port {port} is taken")
-    data = work / "data"
     procs = []
     try:
-        shop = stack.start("meshctl-up", [str(meshctl), "up", "--data-dir", str(data), "--port-offset", str(offset)], work)
-        procs.append(shop)
-        stack.wait_for("meshctl up (every service SERVING)",
-                       lambda: "every service reports SERVING" in shop.log.read_text(errors="replace"), 120, proc=shop)
-        envoy = stack.start("meshctl-edge", [str(meshctl), "edge", "--data-dir", str(data), "--port-offset", str(offset),
-                                             "--envoy", str(ENVOY)], work)
+        shop = stack.start_shop(work, meshctl, otlp_endpoint=None)
+        procs.append(shop.proc)
+        port = 8080 + shop.offset
+        if not stack.port_is_free(port):
+            pytest.fail(f"port {port} is taken")
+        envoy = stack.start("meshctl-edge", [str(meshctl), "edge", "--data-dir", str(work / "data"),
+                                             "--port-offset", str(shop.offset), "--envoy", str(ENVOY)], work)
         procs.append(envoy)
         url = f"http://{stack.HOST}:{port}"
         stack.wait_for("the edge answers", lambda: not stack.port_is_free(port), 30, proc=envoy)
-        yield Edge(url, f"{stack.HOST}:{port}", shop, envoy)
+        yield Edge(url, f"{stack.HOST}:{port}", shop.proc, envoy)
     finally:
         for proc in reversed(procs):
             proc.stop()

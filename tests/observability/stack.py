@@ -234,19 +234,26 @@ def metrics_targets(offset: int) -> dict[str, str]:
     return {name: f"{HOST}:{metrics_port(port) + offset}" for name, port in services().items()}
 
 
-def start_shop(workdir: Path, meshctl: Path, otlp_endpoint: str, offset: int | None = None) -> Shop:
+def start_shop(workdir: Path, meshctl: Path, otlp_endpoint: str | None, offset: int | None = None) -> Shop:
+    """`meshctl up` on a free port offset, its data in workdir; its traces to otlp_endpoint
+    when given. Returns once every service reports SERVING."""
     offset = choose_port_offset() if offset is None else offset
     data = workdir / "data"
-    env = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
-        # Every trace, whatever the caller asked (the SDK's default follows the parent).
-        "OTEL_TRACES_SAMPLER": "always_on",
-        # The batch exporter sends every 500 ms rather than every 5 s.
-        "OTEL_BSP_SCHEDULE_DELAY": "500",
-        "LOG_FORMAT": "text",
-    }
+    env = {"LOG_FORMAT": "text"}
+    if otlp_endpoint:
+        env |= {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": otlp_endpoint,
+            # Every trace, whatever the caller asked (the SDK's default follows the parent).
+            "OTEL_TRACES_SAMPLER": "always_on",
+            # The batch exporter sends every 500 ms rather than every 5 s.
+            "OTEL_BSP_SCHEDULE_DELAY": "500",
+        }
     proc = start("meshctl", [str(meshctl), "up", "--data-dir", str(data), "--port-offset", str(offset)], workdir, env)
-    wait_for("meshctl up (every service SERVING)", lambda: "every service reports SERVING" in proc.log.read_text(errors="replace"), 120, proc=proc)
+    try:
+        wait_for("meshctl up (every service SERVING)", lambda: "every service reports SERVING" in proc.log.read_text(errors="replace"), 120, proc=proc)
+    except BaseException:
+        proc.stop()  # the caller never gets it to stop
+        raise
     return Shop(proc, offset)
 
 
