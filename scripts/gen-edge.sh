@@ -4,14 +4,18 @@
 #   meshmart.pb   the descriptor set of the public services, for Envoy's grpc_json_transcoder
 #                 (with google.rpc's Status and details, so errors come back as JSON)
 #   openapi.yaml  OpenAPI 3 of the REST mapping (buf.gen.openapi.yaml)
-# The chart's gateway and `meshctl edge` both read them; tests/contracts fails when the
-# committed ones drift from proto/. Commit what this writes.
+# The chart's gateway and `meshctl edge` both read them. And into postman/ (or OUT_DIR):
+#   meshmart.postman_collection.json  the Postman collection, generated from openapi.yaml by
+#                 openapi-to-postmanv2, with postman/scenario.yaml's values and tests
+#                 (scripts/postman.py); tests/edge runs it with Newman.
+# tests/contracts fails when the committed ones drift from proto/. Commit what this writes.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 OUT="${1:-helm/meshmart/files/edge}"
-mkdir -p "$OUT"
+POSTMAN_OUT="${1:-postman}"
+mkdir -p "$OUT" "$POSTMAN_OUT"
 export PATH="$ROOT/.tools/bin:$PATH"
 
 PUBLIC=(--path proto/meshmart/catalog/v1 --path proto/meshmart/orders/v1
@@ -24,3 +28,10 @@ trap 'rm -rf "$tmp"' EXIT
 sed "s|out: helm/meshmart/files/edge|out: $tmp|" buf.gen.openapi.yaml >"$tmp/buf.gen.yaml"
 buf generate --template "$tmp/buf.gen.yaml" "${PUBLIC[@]}"
 mv "$tmp/openapi.yaml" "$OUT/openapi.yaml"
+
+# Optional parameters off (the scenario switches on the ones it sets); examples in place of
+# schema-faked values where the spec has them; one folder per service.
+openapi2postmanv2 -s "$OUT/openapi.yaml" -o "$tmp/generated.json" \
+  -O folderStrategy=Tags,enableOptionalParameters=false,parametersResolution=Example >/dev/null
+"$ROOT/.tools/venv/bin/python" scripts/postman.py "$tmp/generated.json" postman/scenario.yaml \
+  "$POSTMAN_OUT/meshmart.postman_collection.json"

@@ -259,6 +259,10 @@ pub struct TelemetryConfig {
     /// Traces are exported over OTLP/gRPC only when this is set; the exporter itself reads
     /// the other standard `OTEL_*` variables.
     pub otlp_endpoint: Option<String>,
+    /// Logs are exported over OTLP/gRPC (as well as written to stdout) only when this is
+    /// set: `OTEL_EXPORTER_OTLP_LOGS_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`, unless
+    /// `OTEL_LOGS_EXPORTER` is `none`.
+    pub otlp_logs_endpoint: Option<String>,
     /// `OTEL_SERVICE_NAME`, when it should differ from the service's own name.
     pub otel_service_name: Option<String>,
 }
@@ -280,6 +284,20 @@ impl TelemetryConfig {
                 .get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
                 .or_else(|| env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
                 .map(str::to_owned),
+            otlp_logs_endpoint: match env.get("OTEL_LOGS_EXPORTER").unwrap_or("otlp") {
+                "otlp" => env
+                    .get("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT")
+                    .or_else(|| env.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+                    .map(str::to_owned),
+                "none" => None,
+                other => {
+                    return Err(ConfigError {
+                        variable: "OTEL_LOGS_EXPORTER",
+                        value: other.to_owned(),
+                        expected: "otlp or none".to_owned(),
+                    });
+                }
+            },
             otel_service_name: env.get("OTEL_SERVICE_NAME").map(str::to_owned),
         })
     }
@@ -458,6 +476,33 @@ mod tests {
         let err =
             TelemetryConfig::from_env(&Env::from_pairs([("LOG_FORMAT", "yaml")])).unwrap_err();
         assert_eq!(err.variable, "LOG_FORMAT");
+        let err = TelemetryConfig::from_env(&Env::from_pairs([("OTEL_LOGS_EXPORTER", "stdout")]))
+            .unwrap_err();
+        assert_eq!(err.variable, "OTEL_LOGS_EXPORTER");
+    }
+
+    #[test]
+    fn logs_follow_the_traces_to_the_collector_unless_told_otherwise() {
+        let endpoint = ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317");
+        let logs = |pairs: Vec<(&str, &str)>| {
+            TelemetryConfig::from_env(&Env::from_pairs(pairs))
+                .unwrap()
+                .otlp_logs_endpoint
+        };
+        assert_eq!(logs(vec![]), None);
+        assert_eq!(
+            logs(vec![endpoint]).as_deref(),
+            Some("http://collector:4317")
+        );
+        assert_eq!(logs(vec![endpoint, ("OTEL_LOGS_EXPORTER", "none")]), None);
+        let own = ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "http://logs:4317");
+        assert_eq!(
+            logs(vec![endpoint, own]).as_deref(),
+            Some("http://logs:4317")
+        );
+        // Traces to one place only: the logs stay on stdout.
+        let traces = ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317");
+        assert_eq!(logs(vec![traces]), None);
     }
 
     #[test]

@@ -8,6 +8,10 @@
 //!   `OTEL_TRACES_SAMPLER`, ...). Without it, trace headers are forwarded as they came
 //!   (see `context.rs`), so the mesh's own spans still join into one trace, and no
 //!   propagator runs per call.
+//! - Logs over OTLP too, when an endpoint is set (`OTEL_LOGS_EXPORTER=none` keeps them on
+//!   stdout only): the same lines, with the same `RUST_LOG` filter, each with the trace and
+//!   span it was logged in. A cluster's collector receives them like the spans, so no
+//!   node agent reading the pods' files (and the hostPath it needs) is required.
 
 mod b3;
 
@@ -19,7 +23,11 @@ use std::{
 use opentelemetry::{
     KeyValue, propagation::TextMapCompositePropagator, trace::TracerProvider as _,
 };
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_appender_tracing::layer::OpenTelemetryTracingBridge;
+use opentelemetry_sdk::{
+    Resource, logs::SdkLoggerProvider, propagation::TraceContextPropagator,
+    trace::SdkTracerProvider,
+};
 
 pub use b3::B3Propagator;
 use tracing_subscriber::{
@@ -31,17 +39,22 @@ use crate::{
     config::{LogFormat, TelemetryConfig},
 };
 
-/// Flushes and stops trace export when dropped, so the last spans are not lost on exit.
+/// Flushes and stops trace and log export when dropped, so the last spans and lines are not
+/// lost on exit.
 #[derive(Debug)]
 pub struct TelemetryGuard {
     provider: Option<SdkTracerProvider>,
+    logger: Option<SdkLoggerProvider>,
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
+        // The subscriber may be gone by now; stderr is what is left.
         if let Some(Err(error)) = self.provider.as_ref().map(SdkTracerProvider::shutdown) {
-            // The subscriber may be gone by now; stderr is what is left.
             eprintln!("trace export did not shut down cleanly: {error}");
+        }
+        if let Some(Err(error)) = self.logger.as_ref().map(SdkLoggerProvider::shutdown) {
+            eprintln!("log export did not shut down cleanly: {error}");
         }
     }
 }
@@ -66,8 +79,13 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
     // Spans go through OpenTelemetry only when they are exported: building them costs
     // about 8% of a call (docs/benchmarks.md), and without an exporter the trace headers
     // are forwarded as they came, which is all the mesh needs.
+    let resource = resource(service, version, config);
     let provider = match &config.otlp_endpoint {
-        Some(endpoint) => Some(tracer_provider(service, version, config, endpoint)?),
+        Some(endpoint) => Some(tracer_provider(resource.clone(), endpoint)?),
+        None => None,
+    };
+    let logger = match &config.otlp_logs_endpoint {
+        Some(endpoint) => Some(logger_provider(resource, endpoint)?),
         None => None,
     };
     let spans = provider.as_ref().map(|provider| {
@@ -96,14 +114,31 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
         tracing_subscriber::fmt::layer().with_ansi(terminal).boxed()
     };
 
-    // async-nats logs every message it reads at TRACE, payload and all: card tokens and
-    // addresses. Capped at DEBUG, whatever RUST_LOG asks for.
-    let log_filter = EnvFilter::try_new(&config.log_filter)
-        .and_then(|filter| Ok(filter.add_directive("async_nats=debug".parse()?)))
-        .map_err(|e| Error::Telemetry(e.to_string()))?;
+    let otlp_logs = match &logger {
+        Some(logger) => {
+            // Not the exporter's own crates: a line they log about an export would be
+            // exported in turn. Their lines still reach stdout.
+            let filter = [
+                "opentelemetry",
+                "opentelemetry_sdk",
+                "opentelemetry_otlp",
+                "tonic",
+                "h2",
+                "hyper",
+                "tower",
+            ]
+            .into_iter()
+            .try_fold(log_filter(config)?, |filter, target| {
+                Ok::<_, Error>(filter.add_directive(directive(&format!("{target}=off"))?))
+            })?;
+            Some(OpenTelemetryTracingBridge::new(logger).with_filter(filter))
+        }
+        None => None,
+    };
     tracing_subscriber::registry()
-        .with(logs.with_filter(log_filter))
+        .with(logs.with_filter(log_filter(config)?))
         .with(spans)
+        .with(otlp_logs)
         .try_init()
         .map_err(|e| Error::Telemetry(e.to_string()))?;
 
@@ -111,17 +146,28 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
         EXPORTING.store(true, Ordering::Relaxed);
         tracing::info!(%endpoint, "exporting traces over otlp");
     }
-    Ok(TelemetryGuard { provider })
+    if let Some(endpoint) = &config.otlp_logs_endpoint {
+        tracing::info!(%endpoint, "exporting logs over otlp");
+    }
+    Ok(TelemetryGuard { provider, logger })
 }
 
-fn tracer_provider(
-    service: &str,
-    version: &str,
-    config: &TelemetryConfig,
-    endpoint: &str,
-) -> Result<SdkTracerProvider> {
-    use opentelemetry_otlp::WithExportConfig;
-    let resource = Resource::builder()
+/// `RUST_LOG`'s filter. async-nats logs every message it reads at TRACE, payload and all:
+/// card tokens and addresses. Capped at DEBUG, whatever RUST_LOG asks for.
+fn log_filter(config: &TelemetryConfig) -> Result<EnvFilter> {
+    let filter =
+        EnvFilter::try_new(&config.log_filter).map_err(|e| Error::Telemetry(e.to_string()))?;
+    Ok(filter.add_directive(directive("async_nats=debug")?))
+}
+
+fn directive(text: &str) -> Result<tracing_subscriber::filter::Directive> {
+    text.parse()
+        .map_err(|e: tracing_subscriber::filter::ParseError| Error::Telemetry(e.to_string()))
+}
+
+/// What every exported span and line says of its origin.
+fn resource(service: &str, version: &str, config: &TelemetryConfig) -> Resource {
+    Resource::builder()
         .with_attribute(KeyValue::new("service.version", version.to_owned()))
         .with_service_name(
             config
@@ -129,13 +175,30 @@ fn tracer_provider(
                 .clone()
                 .unwrap_or_else(|| service.to_owned()),
         )
-        .build();
+        .build()
+}
+
+fn tracer_provider(resource: Resource, endpoint: &str) -> Result<SdkTracerProvider> {
+    use opentelemetry_otlp::WithExportConfig;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_tonic()
         .with_endpoint(endpoint.to_owned())
         .build()
         .map_err(|e| Error::Telemetry(format!("OTLP exporter: {e}")))?;
     Ok(SdkTracerProvider::builder()
+        .with_resource(resource)
+        .with_batch_exporter(exporter)
+        .build())
+}
+
+fn logger_provider(resource: Resource, endpoint: &str) -> Result<SdkLoggerProvider> {
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::LogExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint.to_owned())
+        .build()
+        .map_err(|e| Error::Telemetry(format!("OTLP log exporter: {e}")))?;
+    Ok(SdkLoggerProvider::builder()
         .with_resource(resource)
         .with_batch_exporter(exporter)
         .build())

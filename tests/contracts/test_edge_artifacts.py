@@ -1,6 +1,7 @@
-"""The edge's generated files (helm/meshmart/files/edge/meshmart.pb and openapi.yaml) are
-what scripts/gen-edge.sh makes from proto/ today: a contract changed without regenerating
-them fails here, with the command that fixes it.
+"""The edge's generated files (helm/meshmart/files/edge/meshmart.pb and openapi.yaml, and
+postman/meshmart.postman_collection.json) are what scripts/gen-edge.sh makes from proto/
+(and postman/scenario.yaml) today: a contract changed without regenerating them fails here,
+with the command that fixes it.
 
 Run with the tools of scripts/install-tools.sh and scripts/install-go-tools.sh openapi:
     .tools/venv/bin/python -m pytest tests/contracts
@@ -24,10 +25,14 @@ def regenerated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("name", ["meshmart.pb", "openapi.yaml"])
-def test_committed_file_matches_proto(regenerated: Path, name: str) -> None:
-    assert (regenerated / name).read_bytes() == (EDGE / name).read_bytes(), (
-        f"helm/meshmart/files/edge/{name} is stale: run scripts/gen-edge.sh and commit it"
+@pytest.mark.parametrize(
+    "committed",
+    [EDGE / "meshmart.pb", EDGE / "openapi.yaml", ROOT / "postman" / "meshmart.postman_collection.json"],
+    ids=lambda path: path.name,
+)
+def test_committed_file_matches_proto(regenerated: Path, committed: Path) -> None:
+    assert (regenerated / committed.name).read_bytes() == committed.read_bytes(), (
+        f"{committed.relative_to(ROOT)} is stale: run scripts/gen-edge.sh and commit it"
     )
 
 

@@ -142,6 +142,31 @@ def test_the_openapi_is_served(edge):
     assert served == (ROOT / "helm" / "meshmart" / "files" / "edge" / "openapi.yaml").read_bytes()
 
 
+def test_the_postman_collection_passes_under_newman(edge, tmp_path):
+    """The committed collection (postman/), run by Newman against the edge as a newcomer runs
+    it in Postman: every request answers as its tests say, and every request has tests (the
+    collection's own, that every answer is JSON, and its scenario's)."""
+    report = tmp_path / "newman.json"
+    out = subprocess.run(
+        [ROOT / ".tools" / "bin" / "newman", "run", ROOT / "postman" / "meshmart.postman_collection.json",
+         "--env-var", f"baseUrl={edge.url}", "--env-var", "customerId=newman", "--timeout-request", "10000",
+         "--timeout", "120000", "--reporters", "cli,json", "--reporter-json-export", report, "--no-color"],
+        capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
+    run = json.loads(report.read_text())["run"]
+    assert run["stats"]["assertions"]["failed"] == 0 and run["failures"] == []
+    collection = json.loads((ROOT / "postman" / "meshmart.postman_collection.json").read_text())
+    requests = {item["name"] for folder in collection["item"] for item in folder["item"]}
+    ran = {execution["item"]["name"] for execution in run["executions"]}
+    assert ran == requests, requests ^ ran
+    last = {execution["item"]["name"]: execution for execution in run["executions"]}
+    for name, execution in last.items():
+        # A polled request's earlier tries run no tests of their own; its last one does.
+        tests = [assertion["assertion"] for assertion in execution.get("assertions", [])]
+        assert "answers JSON" in tests and len(tests) >= 2, (name, tests)
+
+
 def test_schemathesis_finds_no_server_error_and_no_answer_off_the_spec(edge, tmp_path):
     """Property-based calls generated from the OpenAPI, a bounded number per operation with a
     fixed seed: no 5xx, every answer's status, content type and body as the spec says, and

@@ -285,7 +285,8 @@ def main(argv: list[str]) -> int:
             f"            traces in: start the shop with\n"
             f"            OTEL_EXPORTER_OTLP_ENDPOINT={jaeger.otlp_endpoint} meshctl up --port-offset {offset}\n"
             f"prometheus: {prometheus.url}  (targets: {prometheus.url}/api/v1/targets, alerts: {prometheus.url}/api/v1/alerts)\n"
-            f"logs:       {workdir}\n"
+            f"logs:       the services' (over OTLP, beside the spans): {jaeger.proc.log}\n"
+            f"            jaeger's and prometheus's own: {workdir}\n"
             "press ctrl-c to stop.",
             flush=True,
         )

@@ -2,6 +2,9 @@
 scraped by a real Prometheus, with one order placed through the public API.
 
 - Jaeger has the order as one trace, with spans from every service the order goes through.
+- Every service sends its logs over OTLP to the same collector (Jaeger v2 is one; its debug
+  exporter writes what it receives into its log), each line logged in a span with that
+  span's trace id, which Jaeger has.
 - Prometheus scrapes every service, has the alert rules loaded, and every query of the
   shop dashboard has data once the order flow has run (a completed order, a declined one,
   and one malformed event that the consumers dead-letter).
@@ -12,6 +15,7 @@ Every wait is bounded; everything started is stopped at the end, also on failure
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -200,6 +204,58 @@ def test_the_order_is_one_trace_through_every_service(jaeger, flow):
     # The trace starts at the public call that placed the order.
     assert "meshmart.orders.v1.OrderService/CreateOrder" in operations, sorted(operations)
     assert len({span["traceID"] for span in trace["spans"]}) == 1
+
+
+def exported_logs(jaeger) -> list[dict]:
+    """The log records Jaeger's debug exporter wrote (verbosity: detailed): each with its
+    resource's service.name, body, trace id and attributes, as the collector received them."""
+    records = []
+    for block in jaeger.proc.log.read_text(errors="replace").split("ResourceLog #")[1:]:
+        service = re.search(r"-> service\.name: Str\((.*?)\)\n", block)
+        for record in block.split("LogRecord #")[1:]:
+            body = re.search(r"\nBody: Str\((.*?)\)\n", record)
+            trace = re.search(r"\nTrace ID: *([0-9a-f]*)\n", record)
+            records.append({
+                "service": service.group(1) if service else None,
+                "body": body.group(1) if body else None,
+                "trace_id": trace.group(1) if trace else "",
+                "attributes": dict(re.findall(r"\n +-> ([a-z_.]+): \w+\((.*?)\)", record.split("\nTrace ID:")[0])),
+            })
+    return records
+
+
+def test_every_service_sends_its_logs_over_otlp(jaeger, flow):
+    def from_everyone():
+        records = exported_logs(jaeger)
+        return records if {r["service"] for r in records} >= set(stack.services()) else None
+
+    try:
+        records = stack.wait_for("a log record from every service in the collector", from_everyone, 30)
+    except TimeoutError:
+        seen = sorted({str(r["service"]) for r in exported_logs(jaeger)})
+        pytest.fail(f"log records from {seen}, not from every one of {sorted(stack.services())}")
+    # The start-up lines, as on stdout: the event bus's, for one.
+    assert any(r["body"] == "event bus ready" and r["service"] == "orders" for r in records), records[:20]
+    # RUST_LOG filters the exported lines too: nothing below info (the default).
+    severities = set(re.findall(r"\nSeverityText: (\w+)\n", jaeger.proc.log.read_text(errors="replace")))
+    assert severities <= {"INFO", "WARN", "ERROR"}, severities
+
+
+def test_a_line_logged_in_a_span_names_its_trace(jaeger, flow):
+    """The malformed event is dead-lettered inside the consumer's span: its warning carries
+    that span's trace id, and Jaeger has the trace."""
+
+    def dead_lettered():
+        lines = [r for r in exported_logs(jaeger) if r["body"] == "event dead-lettered" and r["trace_id"]]
+        return lines or None
+
+    [line, *_] = stack.wait_for("the dead-letter warning in the collector", dead_lettered, 60, every=1)
+    trace = stack.wait_for(
+        "its trace in jaeger",
+        lambda: (stack.get_json(f"{jaeger.query_url}/api/traces/{line['trace_id']}").get("data") or [None])[0],
+        30,
+    )
+    assert line["service"] in services_in(trace), (line, services_in(trace))
 
 
 def test_prometheus_scrapes_every_service(prometheus, flow):

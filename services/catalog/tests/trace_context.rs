@@ -30,6 +30,7 @@ async fn traceparent_reaches_inventory_in_the_same_trace() {
             log_format: LogFormat::Text,
             log_filter: "warn".into(),
             otlp_endpoint: Some(format!("http://{nowhere}")),
+            otlp_logs_endpoint: None,
             otel_service_name: None,
         },
     )
