@@ -97,10 +97,10 @@ def apply(item: dict, spec: dict) -> dict:
         raise ScenarioError(f"{spec['name']}: the operation has no path parameter {sorted(path)}")
     query = dict(spec.get("query", {}))
     for param in url.get("query", []):
-        # The spec's optional parameters stay in the request, switched off, as documentation.
+        # The spec's optional parameters stay in the request, switched off and empty (the
+        # generator fakes a random value for them), as documentation.
         param["disabled"] = param["key"] not in query
-        if param["key"] in query:
-            param["value"] = query.pop(param["key"])
+        param["value"] = query.pop(param["key"], "")
     if query:
         raise ScenarioError(f"{spec['name']}: the operation has no query parameter {sorted(query)}")
     body = item["request"].get("body") or {}

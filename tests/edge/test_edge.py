@@ -150,7 +150,7 @@ def test_the_postman_collection_passes_under_newman(edge, tmp_path):
     out = subprocess.run(
         [ROOT / ".tools" / "bin" / "newman", "run", ROOT / "postman" / "meshmart.postman_collection.json",
          "--env-var", f"baseUrl={edge.url}", "--env-var", "customerId=newman", "--timeout-request", "10000",
-         "--timeout", "120000", "--reporters", "cli,json", "--reporter-json-export", report, "--no-color"],
+         "--timeout", "120000", "--reporters", "cli,json", "--reporter-json-export", report, "--color", "off"],
         capture_output=True, text=True, timeout=180, check=False, cwd=tmp_path,
     )
     assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-2000:]
