@@ -148,6 +148,8 @@ def short(text: str, room: float) -> str:
 
 def draw(trace: dict) -> str:
     """The waterfall of one trace (a trace of Jaeger's /api/traces/ID reply) as SVG."""
+    if not trace.get("spans"):
+        raise ValueError(f"trace {trace.get('traceID')} has no spans")
     rows = spans_in_order(trace)
     start = min(s["startTime"] for s in trace["spans"])
     end = max(s["startTime"] + s["duration"] for s in trace["spans"])
@@ -289,8 +291,22 @@ def live_trace(meshctl: Path, workdir: Path) -> dict:
             print(f"--- {proc.name} log (end)\n{proc.tail(20)}", file=sys.stderr)
         raise
     finally:
-        for proc in reversed(running):
+        stop_all(running)
+
+
+def stop_all(procs: list[stack.Proc]) -> None:
+    """Stops them all, last started first, even when Ctrl-C or SIGTERM comes meanwhile (each
+    stop is bounded: SIGKILL after its grace); such a signal is raised again after."""
+    came: list[int] = []
+    before = {s: signal.signal(s, lambda signum, _frame: came.append(signum)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        for proc in reversed(procs):
             proc.stop()
+    finally:
+        for s, handler in before.items():
+            signal.signal(s, handler)
+    if came:
+        raise KeyboardInterrupt
 
 
 def main(argv: list[str]) -> int:
@@ -329,6 +345,9 @@ def main(argv: list[str]) -> int:
     except (RuntimeError, TimeoutError, OSError, ValueError, KeyError) as error:
         print(f"trace-picture: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("trace-picture: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
