@@ -82,6 +82,9 @@ def place_order(tools, shop, token: str) -> str:
     return stack.place_order(tools["grpcurl"], shop, token)
 
 
+services_in = stack.services_in  # the services with a span in a trace (Jaeger's JSON)
+
+
 def wait_for_state(tools, shop, name: str, final: str) -> dict:
     def state():
         order = grpcurl(tools, shop, "orders", "meshmart.orders.v1.OrderService/GetOrder", {"name": name})["order"]
