@@ -1,6 +1,6 @@
 # meshmart tasks. `make` lists them; CI runs `make test`, as the README says.
 .DEFAULT_GOAL := help
-.PHONY: help up observe edge test tools lint fmt deploy-check bench bench-mesh images mesh-up mesh-test
+.PHONY: help up observe trace-picture edge test tools lint fmt deploy-check bench bench-mesh images mesh-up mesh-test
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -10,6 +10,9 @@ up: ## run the whole shop on this machine (catalog :50051, inventory :50052)
 
 observe: ## Jaeger (:16686) and Prometheus (:9090) beside `make up`; traces: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4317
 	scripts/observe.sh
+
+trace-picture: ## redraw docs/images/order-trace.png: one order's trace from a real Jaeger (Chromium via apt)
+	scripts/trace-picture.sh
 
 edge: ## REST/JSON and gRPC on 127.0.0.1:8080 in front of `make up` (Envoy from .tools)
 	scripts/install-tools.sh >/dev/null

@@ -1,9 +1,11 @@
 """Jaeger v2 and Prometheus on loopback, beside the shop of `meshctl up`.
 
-Used by test_live.py and by scripts/observe.sh (`python stack.py ...`), so both start the
-same programs the same way: the pinned binaries in .tools/bin (scripts/install-go-tools.sh),
-Jaeger with the committed jaeger.yaml (memory storage), Prometheus with a generated config
-that scrapes every service's /metrics and loads the committed alert rules.
+Used by test_live.py, by scripts/observe.sh (`python stack.py ...`) and by
+scripts/trace-picture.sh (trace_picture.py), so all start the same programs the same way:
+the pinned binaries in .tools/bin (scripts/install-go-tools.sh), Jaeger with the committed
+jaeger.yaml (memory storage), Prometheus with a generated config that scrapes every
+service's /metrics and loads the committed alert rules. An order is placed and its trace
+found the same way too (place_order, order_trace).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -255,6 +258,84 @@ def start_shop(workdir: Path, meshctl: Path, otlp_endpoint: str | None, offset: 
         proc.stop()  # the caller never gets it to stop
         raise
     return Shop(proc, offset)
+
+
+# The services an order goes through: orders takes it (and asks catalog for prices and
+# inventory for stock), the orchestrator runs its saga over the event bus, payments
+# charges, fulfillment ships, notifications writes to the customer.
+ORDER_SERVICES = {"orders", "catalog", "inventory", "orchestrator", "payments", "fulfillment", "notifications"}
+ADDRESS = {
+    "recipient": "Ada Lovelace",
+    "address_lines": ["12 St James Square"],
+    "locality": "London",
+    "postal_code": "SW1Y 4LE",
+    "region_code": "GB",
+}
+
+
+def grpcurl(tool: Path, target: str, method: str, body: dict, customer: str | None = "ada") -> dict:
+    """One call through grpcurl (the shop has reflection), its JSON reply; RuntimeError on failure."""
+    argv = [str(tool), "-plaintext", "-max-time", "10", "-d", json.dumps(body)]
+    if customer:
+        argv[1:1] = ["-H", f"x-meshmart-customer-id: {customer}"]
+    run = subprocess.run([*argv, target, method], capture_output=True, text=True, timeout=30)
+    if run.returncode != 0:
+        raise RuntimeError(f"{method}: {run.stderr.strip()}")
+    return json.loads(run.stdout)
+
+
+def place_order(tool: Path, shop: Shop, token: str) -> str:
+    """One espresso cup for Ada, paid with `token` (tok_visa_approved, tok_visa_declined):
+    the order's name (orders/ID)."""
+    reply = grpcurl(
+        tool,
+        shop.grpc("orders"),
+        "meshmart.orders.v1.OrderService/CreateOrder",
+        {
+            "request_id": f"observe-{uuid.uuid4()}",
+            "lines": [{"product_id": "espresso-cup", "quantity": 1}],
+            "payment_token": token,
+            "shipping_address": ADDRESS,
+        },
+    )
+    return reply["order"]["name"]
+
+
+def traces_of(jaeger: Jaeger, service: str) -> list[dict]:
+    reply = get_json(f"{jaeger.query_url}/api/traces", service=service, lookback="1h", limit="500")
+    return reply.get("data") or []
+
+
+def order_traces(jaeger: Jaeger, order_id: str) -> dict[str, dict]:
+    """Every trace (by id) with an event span about `order_id`, from any service's view."""
+    found = {}
+    for service in sorted(services()):
+        for trace in traces_of(jaeger, service):
+            for span in trace["spans"]:
+                tags = {t["key"]: t["value"] for t in span.get("tags", [])}
+                if span["operationName"] == "event" and tags.get("order_id") == order_id:
+                    found[trace["traceID"]] = trace
+    return found
+
+
+def services_in(trace: dict) -> set[str]:
+    return {trace["processes"][span["processID"]]["serviceName"] for span in trace["spans"]}
+
+
+def order_trace(jaeger: Jaeger, order_id: str, timeout: float = 60) -> dict:
+    """The one trace of the order, once it has spans from every service of ORDER_SERVICES
+    (at most `timeout` seconds); TimeoutError saying what Jaeger has otherwise."""
+
+    def complete():
+        traces = order_traces(jaeger, order_id)
+        return traces if len(traces) == 1 and ORDER_SERVICES <= services_in(next(iter(traces.values()))) else None
+
+    try:
+        [trace] = wait_for("the order's spans from every service in jaeger", complete, timeout, every=1).values()
+    except TimeoutError:
+        seen = {tid: sorted(services_in(t)) for tid, t in order_traces(jaeger, order_id).items()}
+        raise TimeoutError(f"order {order_id}: want one trace with {sorted(ORDER_SERVICES)}; jaeger has {seen}") from None
+    return trace
 
 
 def meshctl_path() -> Path:

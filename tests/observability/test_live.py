@@ -18,7 +18,6 @@ import json
 import re
 import shutil
 import sqlite3
-import subprocess
 import tempfile
 import time
 import uuid
@@ -29,19 +28,6 @@ import pytest
 import promql
 import stack
 from conftest import need
-
-# The services an order goes through: orders takes it (and asks catalog for prices and
-# inventory for stock), the orchestrator runs its saga over the event bus, payments
-# charges, fulfillment ships, notifications writes to the customer.
-ORDER_SERVICES = {"orders", "catalog", "inventory", "orchestrator", "payments", "fulfillment", "notifications"}
-ADDRESS = {
-    "recipient": "Ada Lovelace",
-    "address_lines": ["12 St James Square"],
-    "locality": "London",
-    "postal_code": "SW1Y 4LE",
-    "region_code": "GB",
-}
-
 
 @pytest.fixture(scope="module")
 def workdir():
@@ -93,28 +79,14 @@ def prometheus(request, tools, workdir, shop):
 
 
 def grpcurl(tools, shop, service: str, method: str, body: dict, customer: str | None = "ada") -> dict:
-    argv = [str(tools["grpcurl"]), "-plaintext", "-max-time", "10", "-d", json.dumps(body)]
-    if customer:
-        argv[1:1] = ["-H", f"x-meshmart-customer-id: {customer}"]
-    run = subprocess.run([*argv, shop.grpc(service), method], capture_output=True, text=True, timeout=30)
-    assert run.returncode == 0, f"{method}: {run.stderr}"
-    return json.loads(run.stdout)
+    return stack.grpcurl(tools["grpcurl"], shop.grpc(service), method, body, customer)
 
 
 def place_order(tools, shop, token: str) -> str:
-    reply = grpcurl(
-        tools,
-        shop,
-        "orders",
-        "meshmart.orders.v1.OrderService/CreateOrder",
-        {
-            "request_id": f"observe-{uuid.uuid4()}",
-            "lines": [{"product_id": "espresso-cup", "quantity": 1}],
-            "payment_token": token,
-            "shipping_address": ADDRESS,
-        },
-    )
-    return reply["order"]["name"]
+    return stack.place_order(tools["grpcurl"], shop, token)
+
+
+services_in = stack.services_in  # the services with a span in a trace (Jaeger's JSON)
 
 
 def wait_for_state(tools, shop, name: str, final: str) -> dict:
@@ -165,41 +137,12 @@ def flow(tools, workdir, shop, prometheus):
     return {"completed": completed, "declined": declined}
 
 
-def traces_of(jaeger, service: str) -> list[dict]:
-    reply = stack.get_json(f"{jaeger.query_url}/api/traces", service=service, lookback="1h", limit="500")
-    return reply.get("data") or []
-
-
-def order_traces(jaeger, order_id: str) -> dict[str, dict]:
-    """Every trace (by id) with an event span about `order_id`, from any service's view."""
-    found = {}
-    for service in sorted(stack.services()):
-        for trace in traces_of(jaeger, service):
-            for span in trace["spans"]:
-                tags = {t["key"]: t["value"] for t in span.get("tags", [])}
-                if span["operationName"] == "event" and tags.get("order_id") == order_id:
-                    found[trace["traceID"]] = trace
-    return found
-
-
-def services_in(trace: dict) -> set[str]:
-    return {trace["processes"][span["processID"]]["serviceName"] for span in trace["spans"]}
-
-
 def test_the_order_is_one_trace_through_every_service(jaeger, flow):
     order_id = flow["completed"].removeprefix("orders/")
-
-    def complete():
-        traces = order_traces(jaeger, order_id)
-        return traces if len(traces) == 1 and ORDER_SERVICES <= services_in(next(iter(traces.values()))) else None
-
     try:
-        traces = stack.wait_for("the order's spans from every service in jaeger", complete, 60, every=1)
-    except TimeoutError:
-        traces = order_traces(jaeger, order_id)
-        seen = {tid: sorted(services_in(t)) for tid, t in traces.items()}
-        pytest.fail(f"order {order_id}: want one trace with {sorted(ORDER_SERVICES)}; jaeger has {seen}")
-    [trace] = traces.values()
+        trace = stack.order_trace(jaeger, order_id, 60)
+    except TimeoutError as error:
+        pytest.fail(str(error))
     operations = {span["operationName"] for span in trace["spans"]}
     # The trace starts at the public call that placed the order.
     assert "meshmart.orders.v1.OrderService/CreateOrder" in operations, sorted(operations)
