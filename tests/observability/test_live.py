@@ -86,7 +86,6 @@ def place_order(tools, shop, token: str) -> str:
     return stack.place_order(tools["grpcurl"], shop, token)
 
 
-services_in = stack.services_in  # the services with a span in a trace (Jaeger's JSON)
 
 
 def wait_for_state(tools, shop, name: str, final: str) -> dict:
