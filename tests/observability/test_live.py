@@ -86,8 +86,6 @@ def place_order(tools, shop, token: str) -> str:
     return stack.place_order(tools["grpcurl"], shop, token)
 
 
-
-
 def wait_for_state(tools, shop, name: str, final: str) -> dict:
     def state():
         order = grpcurl(tools, shop, "orders", "meshmart.orders.v1.OrderService/GetOrder", {"name": name})["order"]
