@@ -261,7 +261,12 @@ memory="$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 loadavg="$(cut -d' ' -f1-3 /proc/loadavg)"
 commit="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 dirty="$( [[ -n "$(git status --porcelain 2>/dev/null)" ]] && echo " (with uncommitted changes)" || true)"
-profile_note="\`dist\` (\`[profile.dist]\` in Cargo.toml: fat LTO, one codegen unit, symbols stripped), as the images"
+# What the build used, read from Cargo.toml's [profile.dist] (not restated here, so it cannot
+# go stale), plus any CARGO_PROFILE_* override from the environment below.
+profile_settings="$(python3 -c 'import tomllib
+profile = tomllib.load(open("Cargo.toml", "rb"))["profile"]["dist"]
+print(", ".join(f"{k} = {v!r}".replace(chr(39), chr(34)) for k, v in profile.items()))')"
+profile_note="\`dist\` (\`[profile.dist]\` in Cargo.toml: $profile_settings), as the images"
 overrides="$(env | grep -E '^CARGO_PROFILE_(RELEASE|DIST)_' | sort | tr '\n' ' ' || true)"
 [[ -n "$overrides" ]] && profile_note="$profile_note, with \`$overrides\`"
 placement="services on CPU $SERVICE_CPUS, load generator on CPU $LOADGEN_CPUS (\`taskset\`)"
