@@ -93,9 +93,10 @@ step "observability (real Jaeger and Prometheus)"
 MESHMART_REQUIRE_OBSERVABILITY=1 PYTHONDONTWRITEBYTECODE=1 .tools/venv/bin/python -m pytest tests/observability \
     -p no:cacheprovider -ra 2>&1 | tee -a "$log"
 
-step "edge (REST/JSON through meshctl edge's Envoy, grpcurl, schemathesis)"
+step "edge (REST/JSON through meshctl edge's Envoy, grpcurl, Newman, schemathesis)"
 # The shop behind `meshctl edge` (Envoy with the gateway's transcoder config): REST calls and
-# their JSON errors, gRPC on the same port, the served OpenAPI, and schemathesis from it.
+# their JSON errors, gRPC on the same port, the served OpenAPI, the Postman collection under
+# Newman, and schemathesis from the OpenAPI.
 PYTHONDONTWRITEBYTECODE=1 .tools/venv/bin/python -m pytest tests/edge -p no:cacheprovider -ra 2>&1 | tee -a "$log"
 step_done
 
