@@ -518,8 +518,8 @@ sidecar.istio.io/inject: "false"
 
 {{/* checkov skips of every part of the stack (.extra adds its own). */}}
 {{- define "meshmart.obsCheckovSkips" -}}
-checkov.io/skip1: CKV_K8S_43=Pinned by exact version tag of the official image; nothing is pulled where the chart is checked, so whoever mirrors it pins the digest (values.yaml)
-checkov.io/skip2: CKV_K8S_15=Pinned version tags do not change, so IfNotPresent pulls each once
+checkov.io/skip1: CKV_K8S_43=Pinned by version tag (nothing is pulled here); a mirror pins the digest
+checkov.io/skip2: CKV_K8S_15=A pinned version tag does not change, so IfNotPresent pulls it once
 {{- range $i, $skip := .extra }}
 checkov.io/skip{{ add $i 3 }}: {{ $skip }}
 {{- end }}
