@@ -139,10 +139,19 @@ def test_promtool_accepts_the_prometheus_config(docs, promtool, tmp_path):
     assert "SUCCESS: 3 rules found" in run.stdout, run.stdout
 
 
-def test_the_check_rejects_a_broken_prometheus_config(docs, promtool, tmp_path):
+BROKEN_PROMETHEUS = {
+    "relabel action": lambda c: c["scrape_configs"][0]["relabel_configs"][0].update(action="kepp"),
+    # promtool parses the Kubernetes service discovery it would run (this build has it).
+    "kubernetes_sd role": lambda c: c["scrape_configs"][0]["kubernetes_sd_configs"][0].update(role="podd"),
+    "rule file": lambda c: c["rule_files"].append("/nonexistent/alerts.yaml"),
+}
+
+
+@pytest.mark.parametrize("what", BROKEN_PROMETHEUS)
+def test_the_check_rejects_a_broken_prometheus_config(docs, promtool, tmp_path, what):
     path, _ = prometheus_files(docs, tmp_path)
     config = yaml.safe_load(path.read_text())
-    config["scrape_configs"][0]["relabel_configs"][0]["action"] = "kepp"
+    BROKEN_PROMETHEUS[what](config)
     path.write_text(yaml.safe_dump(config))
     run = promtool_check_config(promtool, path)
     assert run.returncode != 0, run.stdout
