@@ -8,16 +8,23 @@ real, not only valid YAML: the chart rendered with ci/observability-values.yaml,
   the path the dashboards provider reads;
 - the collector's config (and Jaeger's, the same format): every pipeline names receivers,
   processors and exporters that are defined, traces go to Jaeger and logs to Loki's OTLP
-  endpoint, at Service ports that exist;
+  endpoint, at Service ports that exist; and both are accepted by `validate` of the Jaeger v2
+  binary the test suite builds (an OpenTelemetry Collector distribution with the same otlp
+  receiver, memory_limiter, batch, otlp and otlphttp exporters; the collector's health_check
+  extension, which it lacks, checked as its successor healthcheckv2);
 - the services export to the collector, and the Telemetry names the provider that
   docs/deploy.md has istiod define, with the collector's address.
 
-Running otelcol-contrib, Grafana or Loki themselves is left out (nothing of theirs is built here).
+Running otelcol-contrib, Grafana or Loki themselves is left out (nothing of theirs is built here):
+the collector's components are checked at the versions Jaeger 2.13 builds them (collector
+v0.140), not the image's.
 """
 
 from __future__ import annotations
 
 import base64
+import copy
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -334,6 +341,64 @@ def test_the_pipeline_check_finds_what_is_not_defined(docs):
     config["service"]["extensions"] = ["health_check", "pprof"]
     errors = pipeline_errors(config)
     assert len(errors) == 3 and any("otlphttp/lokki" in e for e in errors) and any("batchh" in e for e in errors)
+
+
+@pytest.fixture(scope="module")
+def jaeger() -> Path:
+    return need(stack.BIN / "jaeger", "run scripts/install-go-tools.sh jaeger")
+
+
+def otelcol_validate(jaeger: Path, config: dict, workdir: Path) -> subprocess.CompletedProcess:
+    """`validate` of the Jaeger v2 binary, an OpenTelemetry Collector distribution: it builds
+    the configuration with the real components (their config structs reject unknown keys, each
+    validates its values) and the pipelines (each component must support its data type),
+    without starting anything. The pod's address is what the kubelet would give it."""
+    path = workdir / "otelcol.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return subprocess.run(
+        [str(jaeger), "validate", f"--config=file:{path}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "POD_IP": "127.0.0.1"},
+    )
+
+
+def as_jaeger_components(config: dict) -> dict:
+    """The collector's config with its one component that the Jaeger distribution lacks, the
+    health_check extension, as healthcheckv2, which takes health_check's settings as they are
+    (its legacy mode). Receivers, processors, exporters and pipelines stay the collector's."""
+    config = copy.deepcopy(config)
+    config["extensions"]["healthcheckv2"] = config["extensions"].pop("health_check")
+    config["service"]["extensions"] = [
+        "healthcheckv2" if e == "health_check" else e for e in config["service"]["extensions"]
+    ]
+    return config
+
+
+def test_a_collector_accepts_the_collector_config(docs, jaeger, tmp_path):
+    run = otelcol_validate(jaeger, as_jaeger_components(collector_config(docs)), tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+def test_jaeger_accepts_the_jaeger_config(docs, jaeger, tmp_path):
+    run = otelcol_validate(jaeger, jaeger_config(docs), tmp_path)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+BROKEN_COLLECTOR = {
+    "unknown key": lambda c: c["exporters"]["otlp/jaeger"].update(endpointt="x"),
+    "wrong value": lambda c: c["processors"]["memory_limiter"].update(limit_percentage=180),
+    "undefined exporter": lambda c: c["service"]["pipelines"]["logs"].update(exporters=["otlphttp/lokki"]),
+}
+
+
+@pytest.mark.parametrize("what", BROKEN_COLLECTOR)
+def test_the_collector_check_rejects_a_broken_config(docs, jaeger, tmp_path, what):
+    config = as_jaeger_components(collector_config(docs))
+    BROKEN_COLLECTOR[what](config)
+    run = otelcol_validate(jaeger, config, tmp_path)
+    assert run.returncode != 0, f"validate accepted a config with {what}"
 
 
 # --------------------------------------------------------------------------- the services and the mesh
