@@ -44,6 +44,10 @@ echo
 echo "== requests of the laptop deployment (k8s/overlays/kind, sidecars included)"
 "$PYTHON" tests/deploy/deploylib.py budget k8s/overlays/kind || echo "(over budget: test_budget.py fails below)"
 echo
+echo "== with the observability stack on (helm/meshmart/ci/observability-values.yaml): an extra of its own"
+"$PYTHON" tests/deploy/deploylib.py chart-budget helm/meshmart/ci/observability-values.yaml ||
+  echo "(over budget: test_budget.py fails below)"
+echo
 echo "== calls at each service per call at the edge, worst case (route tries multiplied along the allowed calls)"
 "$PYTHON" tests/deploy/deploylib.py amplification k8s/overlays/kind istio ||
   echo "(over the bound: test_crossref.py fails below)"

@@ -75,6 +75,11 @@ def target(name: str) -> Target:
     if name == "chart-catalog-only":
         docs, text = _chart([CHART / "ci" / "catalog-only-values.yaml"])
         return Target(name, docs, laptop=False, text=text)
+    if name == "chart-observability":
+        # The laptop with the observability stack on: over the shop's budget by the stack's own,
+        # which test_budget.py checks apart.
+        docs, text = _chart([CHART / "ci" / "observability-values.yaml"])
+        return Target(name, docs, laptop=False, text=text)
     if name == "committed":
         return Target(name, deploylib.load_files(_committed_files()))
     if name.startswith("overlay-"):
@@ -90,17 +95,19 @@ TARGETS = [
     "chart-default",
     "chart-external",
     "chart-catalog-only",
+    "chart-observability",
     "committed",
     "overlay-kind",
     "overlay-minikube",
     "fault-inventory-delay",
     "fault-inventory-abort",
 ]
-LAPTOP_TARGETS = [t for t in TARGETS if t not in ("chart-external", "chart-catalog-only")]
+LAPTOP_TARGETS = [t for t in TARGETS if t not in ("chart-external", "chart-catalog-only", "chart-observability")]
 CHART_VALUES = {
     "default": [deploylib.LOCAL_VALUES],
     "external": [CHART / "ci" / "external-values.yaml"],
     "catalog-only": [CHART / "ci" / "catalog-only-values.yaml"],
+    "observability": [CHART / "ci" / "observability-values.yaml"],
 }
 
 

@@ -42,6 +42,12 @@ TOOLS = Path(os.environ.get("MESHMART_TOOLS", ROOT / ".tools"))
 # What the laptop deployment may request in all, sidecars included (the issue's budget).
 BUDGET_CPU_MILLI = 500
 BUDGET_MEMORY = 512 * 2**20
+# The observability stack (observability.enabled): an extra of its own, on top of the shop's,
+# never counted in it (values.yaml, observability; docs/deploy.md).
+OBSERVABILITY_BUDGET_CPU_MILLI = 250
+OBSERVABILITY_BUDGET_MEMORY = 512 * 2**20
+# The pod label that marks the stack's workloads (templates/_helpers.tpl, meshmart.obsLabels).
+OBSERVABILITY_COMPONENT = "observability"
 
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
 
@@ -970,28 +976,53 @@ def requests(docs: list[Doc], *, namespace: str = NAMESPACE) -> tuple[list[Usage
     return rows, errors
 
 
-def budget_report(rows: list[Usage]) -> str:
-    lines = [f"{'workload':32} {'pods':>4} {'cpu':>7} {'memory':>8}"]
-    for row in rows:
+def split_observability(docs: list[Doc], rows: list[Usage]) -> tuple[list[Usage], list[Usage]]:
+    """The rows of the shop, and those of the observability stack (its pods' component label)."""
+    stack = {
+        f"{w.kind}/{w.name}"
+        for w in workloads(docs)
+        if pod_labels(w).get("app.kubernetes.io/component") == OBSERVABILITY_COMPONENT
+    }
+    return [r for r in rows if r.workload not in stack], [r for r in rows if r.workload in stack]
+
+
+def _total(rows: list[Usage]) -> tuple[int, int]:
+    return sum(r.cpu_milli * r.replicas for r in rows), sum(r.memory * r.replicas for r in rows)
+
+
+def budget_report(rows: list[Usage], stack: list[Usage] = ()) -> str:
+    """The shop's rows against its budget; then, when there are any, the observability
+    stack's as an extra of their own, against theirs."""
+    lines = [f"{'workload':36} {'pods':>4} {'cpu':>7} {'memory':>8}"]
+    for row in [*rows, *stack]:
         lines.append(
-            f"{row.workload:32} {row.replicas:>4} {row.cpu_milli * row.replicas:>6}m"
+            f"{row.workload:36} {row.replicas:>4} {row.cpu_milli * row.replicas:>6}m"
             f" {row.memory * row.replicas // 2**20:>6}Mi"
         )
-    cpu = sum(r.cpu_milli * r.replicas for r in rows)
-    mem = sum(r.memory * r.replicas for r in rows)
-    lines.append(f"{'total (sidecars included)':32} {sum(r.replicas for r in rows):>4} {cpu:>6}m {mem // 2**20:>6}Mi")
-    lines.append(f"{'budget':32} {'':>4} {BUDGET_CPU_MILLI:>6}m {BUDGET_MEMORY // 2**20:>6}Mi")
+    cpu, mem = _total(rows)
+    lines.append(f"{'total (sidecars included)':36} {sum(r.replicas for r in rows):>4} {cpu:>6}m {mem // 2**20:>6}Mi")
+    lines.append(f"{'budget':36} {'':>4} {BUDGET_CPU_MILLI:>6}m {BUDGET_MEMORY // 2**20:>6}Mi")
+    if stack:
+        cpu, mem = _total(stack)
+        lines.append(f"{'+ observability stack (extra)':36} {sum(r.replicas for r in stack):>4} {cpu:>6}m {mem // 2**20:>6}Mi")
+        lines.append(
+            f"{'  its own budget':36} {'':>4} {OBSERVABILITY_BUDGET_CPU_MILLI:>6}m"
+            f" {OBSERVABILITY_BUDGET_MEMORY // 2**20:>6}Mi"
+        )
     return "\n".join(lines)
 
 
-def budget_errors(rows: list[Usage]) -> list[str]:
-    cpu = sum(r.cpu_milli * r.replicas for r in rows)
-    mem = sum(r.memory * r.replicas for r in rows)
+def budget_errors(rows: list[Usage], stack: list[Usage] = ()) -> list[str]:
     errors = []
-    if cpu > BUDGET_CPU_MILLI:
-        errors.append(f"the namespace requests {cpu}m CPU, over the budget of {BUDGET_CPU_MILLI}m")
-    if mem > BUDGET_MEMORY:
-        errors.append(f"the namespace requests {mem // 2**20}Mi, over the budget of {BUDGET_MEMORY // 2**20}Mi")
+    for what, part, cpu_budget, mem_budget in (
+        ("the namespace", rows, BUDGET_CPU_MILLI, BUDGET_MEMORY),
+        ("the observability stack", stack, OBSERVABILITY_BUDGET_CPU_MILLI, OBSERVABILITY_BUDGET_MEMORY),
+    ):
+        cpu, mem = _total(part)
+        if cpu > cpu_budget:
+            errors.append(f"{what} requests {cpu}m CPU, over the budget of {cpu_budget}m")
+        if mem > mem_budget:
+            errors.append(f"{what} requests {mem // 2**20}Mi, over the budget of {mem_budget // 2**20}Mi")
     return errors
 
 
@@ -1005,14 +1036,22 @@ def main(argv: list[str]) -> int:
         for error in problems + amplification_errors(rows):
             print(f"error: {error}")
         return 1 if problems or amplification_errors(rows) else 0
-    if len(argv) != 3 or argv[1] != "budget":
-        print("usage: deploylib.py budget KUSTOMIZATION_DIR | amplification KUSTOMIZATION_DIR...", file=sys.stderr)
+    if len(argv) != 3 or argv[1] not in ("budget", "chart-budget"):
+        print(
+            "usage: deploylib.py budget KUSTOMIZATION_DIR | chart-budget VALUES_FILE | amplification KUSTOMIZATION_DIR...",
+            file=sys.stderr,
+        )
         return 2
-    rows, errors = requests(split_stream(kustomize_build(Path(argv[2])), argv[2]))
-    print(budget_report(rows))
-    for error in errors + budget_errors(rows):
+    if argv[1] == "chart-budget":
+        docs = split_stream(helm_template([Path(argv[2])]).stdout, argv[2])
+    else:
+        docs = split_stream(kustomize_build(Path(argv[2])), argv[2])
+    all_rows, errors = requests(docs)
+    rows, stack = split_observability(docs, all_rows)
+    print(budget_report(rows, stack))
+    for error in errors + budget_errors(rows, stack):
         print(f"error: {error}")
-    return 1 if errors or budget_errors(rows) else 0
+    return 1 if errors or budget_errors(rows, stack) else 0
 
 
 if __name__ == "__main__":

@@ -75,3 +75,64 @@ def test_quantities_parse():
     assert deploylib.seconds("600ms") == 0.6 and deploylib.seconds("1m30s") == 90
     with pytest.raises(ValueError):
         deploylib.memory_bytes("32MB")
+
+
+# The laptop's long-running workloads (test_the_namespace_fits_the_budget), and the stack's.
+SHOP_WORKLOADS = {
+    "Deployment/meshmart-gateway",
+    "Deployment/catalog-v1",
+    "Deployment/catalog-v2",
+    "Deployment/inventory-v1",
+    "Deployment/orders-v1",
+    "Deployment/payments-v1",
+    "Deployment/fulfillment-v1",
+    "Deployment/notifications-v1",
+    "Deployment/orchestrator-v1",
+    "StatefulSet/postgres",
+    "StatefulSet/nats",
+}
+STACK_WORKLOADS = {
+    f"Deployment/meshmart-{part}" for part in ("otel-collector", "jaeger", "prometheus", "loki", "grafana")
+}
+
+
+def test_the_observability_stack_is_an_extra_of_its_own():
+    """ci/observability-values.yaml: the shop's workloads still fit the shop's budget, and the
+    stack's five are reported as an extra line against their own budget, not counted in it."""
+    docs = target("chart-observability").docs
+    rows, errors = deploylib.requests(docs)
+    shop, stack = deploylib.split_observability(docs, rows)
+    report = deploylib.budget_report(shop, stack)
+    assert not errors, "\n".join(errors) + "\n" + report
+    assert {r.workload for r in shop} == SHOP_WORKLOADS, report
+    assert {r.workload for r in stack} == STACK_WORKLOADS, report
+    assert not deploylib.budget_errors(shop, stack), "\n".join(deploylib.budget_errors(shop, stack)) + "\n" + report
+    assert "+ observability stack (extra)" in report and "its own budget" in report
+    # The shop is what it is without the stack: the same requests as the laptop's.
+    laptop, _ = deploylib.requests(target("chart-default").docs)
+    assert sorted((r.workload, r.cpu_milli, r.memory) for r in shop) == sorted(
+        (r.workload, r.cpu_milli, r.memory) for r in laptop
+    )
+    # No sidecar is counted for the stack: it runs outside the mesh.
+    for doc in docs:
+        if f"{doc.kind}/{doc.name}" in STACK_WORKLOADS:
+            assert deploylib.pod_labels(doc)["sidecar.istio.io/inject"] == "false", doc
+
+
+def test_the_stack_going_over_its_budget_fails():
+    def bigger(body):
+        body["spec"]["template"]["spec"]["containers"][0]["resources"]["requests"]["memory"] = "400Mi"
+
+    docs = _with(target("chart-observability").docs, "Deployment", "meshmart-prometheus", bigger)
+    rows, _ = deploylib.requests(docs)
+    shop, stack = deploylib.split_observability(docs, rows)
+    errors = deploylib.budget_errors(shop, stack)
+    assert any(e.startswith("the observability stack requests") and "over the budget" in e for e in errors), errors
+    assert not deploylib.budget_errors(shop), "the shop's own budget is untouched"
+
+
+def test_the_stated_stack_budget_is_the_checked_one():
+    """values.yaml says what the stack may request: the numbers the test checks."""
+    values = (deploylib.CHART / "values.yaml").read_text()
+    cpu, mem = deploylib.OBSERVABILITY_BUDGET_CPU_MILLI, deploylib.OBSERVABILITY_BUDGET_MEMORY // 2**20
+    assert f"the stack requests at most {cpu}m CPU and {mem}Mi" in values

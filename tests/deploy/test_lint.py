@@ -94,7 +94,7 @@ def test_yamllint_on_the_yaml_we_write():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.parametrize("name", ["chart-default", "chart-external", "chart-catalog-only"])
+@pytest.mark.parametrize("name", ["chart-default", "chart-external", "chart-catalog-only", "chart-observability"])
 def test_yamllint_on_the_chart_rendering(name):
     """Templates are not YAML until rendered, so their output is linted instead."""
     with tempfile.TemporaryDirectory() as tmp:

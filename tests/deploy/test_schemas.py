@@ -23,7 +23,7 @@ def test_documents_match_their_schemas(any_target):
 
 
 @pytest.mark.parametrize(
-    "name", ["chart-default", "chart-external", "chart-catalog-only", "committed", "overlay-kind"]
+    "name", ["chart-default", "chart-external", "chart-catalog-only", "chart-observability", "committed", "overlay-kind"]
 )
 def test_kubernetes_validate_cli_accepts_the_core_kinds(name):
     """The same check as the tool itself runs it, on the core documents (it only warns about

@@ -305,7 +305,7 @@ NATS_URL: {{ $root.Values.nats.url | quote }}
 {{ $calleeName | upper | replace "-" "_" }}_ADDR: "http://{{ $calleeName }}:{{ $callee.port }}"
 {{- end }}
 {{- end }}
-{{- with $root.Values.tracing.otlpEndpoint }}
+{{- with include "meshmart.otlpEndpoint" $root }}
 OTEL_EXPORTER_OTLP_ENDPOINT: {{ . | quote }}
 OTEL_SERVICE_NAME: {{ $svc.name | quote }}
 {{- end }}
@@ -464,4 +464,281 @@ SQL
 ensure_database {{ $name }} "${{ $name | upper | replace "-" "_" }}_DB_PASSWORD"
 {{- end }}
 echo "roles and databases are in place"
+{{- end -}}
+
+{{/*
+The observability stack (observability.*, templates/observability/): its parts are the
+release's, not a service's, so they are named after it: <fullname>-<part> (.part: otel-collector,
+jaeger, prometheus, loki, grafana). .root is the chart's context.
+*/}}
+{{- define "meshmart.obsName" -}}
+{{- printf "%s-%s" (include "meshmart.fullname" .root) .part -}}
+{{- end -}}
+
+{{/*
+Where the services send their OTLP (OTEL_EXPORTER_OTLP_ENDPOINT): tracing.otlpEndpoint when set,
+else the stack's collector when it is enabled, else nothing.
+*/}}
+{{- define "meshmart.otlpEndpoint" -}}
+{{- if .Values.tracing.otlpEndpoint -}}
+{{- .Values.tracing.otlpEndpoint -}}
+{{- else if .Values.observability.enabled -}}
+http://{{ include "meshmart.obsName" (dict "root" . "part" "otel-collector") }}:4317
+{{- end -}}
+{{- end -}}
+
+{{/*
+The mesh's tracing provider the Telemetry names: tracing.provider when set, else with the stack
+enabled meshmart-otel, the provider docs/deploy.md has istiod define (an opentelemetry provider
+whose service is the collector, port 4317). Empty: no Telemetry.
+*/}}
+{{- define "meshmart.tracingProvider" -}}
+{{- if .Values.tracing.provider -}}
+{{- .Values.tracing.provider -}}
+{{- else if .Values.observability.enabled -}}
+meshmart-otel
+{{- end -}}
+{{- end -}}
+
+{{/*
+Labels of a part of the stack (.part) on its objects and pods. Out of the mesh: no sidecar (see
+values.yaml, observability), so the NetworkPolicies of templates/observability/ guard it.
+*/}}
+{{- define "meshmart.obsLabels" -}}
+{{ include "meshmart.labels" .root }}
+app: {{ include "meshmart.obsName" . }}
+app.kubernetes.io/component: observability
+{{- end -}}
+
+{{- define "meshmart.obsPodLabels" -}}
+{{ include "meshmart.obsLabels" . }}
+app.kubernetes.io/name: {{ .part }}
+sidecar.istio.io/inject: "false"
+{{- end -}}
+
+{{/* checkov skips of every part of the stack (.extra adds its own). */}}
+{{- define "meshmart.obsCheckovSkips" -}}
+checkov.io/skip1: CKV_K8S_43=Pinned by version tag (nothing is pulled here); a mirror pins the digest
+checkov.io/skip2: CKV_K8S_15=A pinned version tag does not change, so IfNotPresent pulls it once
+{{- range $i, $skip := .extra }}
+checkov.io/skip{{ add $i 3 }}: {{ $skip }}
+{{- end }}
+{{- end -}}
+
+{{/*
+The collector's configuration (.jaeger, .loki: their Services). Every pipeline names only the
+receivers, processors and exporters defined here (tests/observability/test_chart_stack.py).
+*/}}
+{{- define "meshmart.collectorConfig" -}}
+extensions:
+  health_check:
+    endpoint: ${env:POD_IP}:13133
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: ${env:POD_IP}:4317
+      http:
+        endpoint: ${env:POD_IP}:4318
+processors:
+  # Refuse data (the senders retry) before the container's memory limit is near.
+  memory_limiter:
+    check_interval: 1s
+    limit_percentage: 80
+    spike_limit_percentage: 20
+  batch:
+    timeout: 2s
+exporters:
+  otlp/jaeger:
+    endpoint: {{ .jaeger }}:4317
+    tls:
+      insecure: true
+  # Loki 3 takes OTLP logs at /otlp (the exporter adds /v1/logs).
+  otlphttp/loki:
+    endpoint: http://{{ .loki }}:3100/otlp
+    tls:
+      insecure: true
+service:
+  extensions: [health_check]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
+      exporters: [otlp/jaeger]
+    logs:
+      receivers: [otlp]
+      processors: [memory_limiter, batch]
+      exporters: [otlphttp/loki]
+  telemetry:
+    logs:
+      level: info
+{{- end -}}
+
+{{/* Jaeger v2's configuration (observability.jaeger): tests/observability/jaeger.yaml on the pod's address. */}}
+{{- define "meshmart.jaegerConfig" -}}
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch]
+      exporters: [jaeger_storage_exporter]
+  telemetry:
+    # Its own metrics would listen on another port nobody scrapes: off.
+    metrics:
+      level: none
+    logs:
+      level: info
+extensions:
+  jaeger_query:
+    storage:
+      traces: memstore
+    # Every address, the loopback too: kubectl port-forward connects to localhost in the pod.
+    http:
+      endpoint: 0.0.0.0:16686
+    grpc:
+      endpoint: ${env:POD_IP}:16685
+  jaeger_storage:
+    backends:
+      memstore:
+        memory:
+          max_traces: {{ int .maxTraces }}
+receivers:
+  otlp:
+    protocols:
+      grpc:
+        endpoint: ${env:POD_IP}:4317
+processors:
+  batch: {}
+exporters:
+  jaeger_storage_exporter:
+    trace_storage: memstore
+{{- end -}}
+
+{{/*
+Prometheus's configuration (.namespace: the release's, .interval): the pods of the namespace
+that ask to be scraped, at the address and path their prometheus.io annotations give (after
+Istio's injection: the sidecar's merged metrics, :15020/stats/prometheus), labelled with their
+namespace, pod, app and version; and the committed alert rules. tests/observability checks it
+with promtool.
+*/}}
+{{- define "meshmart.prometheusConfig" -}}
+global:
+  scrape_interval: {{ .interval }}
+  evaluation_interval: {{ .interval }}
+rule_files:
+  - /etc/prometheus/rules/alerts.yaml
+scrape_configs:
+  - job_name: pods
+    kubernetes_sd_configs:
+      - role: pod
+        namespaces:
+          names: [{{ .namespace | quote }}]
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
+        regex: "true"
+        action: keep
+      # Running pods only (a finished Job's pod keeps its annotations).
+      - source_labels: [__meta_kubernetes_pod_phase]
+        regex: Running
+        action: keep
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
+        regex: (.+)
+        target_label: __metrics_path__
+      # The pod's address with the annotation's port (one target per pod, whatever its ports).
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_port, __meta_kubernetes_pod_ip]
+        regex: (\d+);(([A-Fa-f0-9]{1,4}::?){1,7}[A-Fa-f0-9]{1,4})
+        replacement: "[$2]:$1"
+        target_label: __address__
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_port, __meta_kubernetes_pod_ip]
+        regex: (\d+);((([0-9]+?)(\.|$)){4})
+        replacement: "$2:$1"
+        target_label: __address__
+      - source_labels: [__meta_kubernetes_namespace]
+        target_label: namespace
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: pod
+      - source_labels: [__meta_kubernetes_pod_label_app]
+        target_label: app
+      - source_labels: [__meta_kubernetes_pod_label_version]
+        target_label: version
+  - job_name: prometheus
+    static_configs:
+      - targets: ["localhost:9090"]
+{{- end -}}
+
+{{/*
+Loki's configuration (observability.loki): one process, its ring in memory, chunks and a TSDB
+index on the filesystem (/loki), OTLP accepted (structured metadata), retention by the compactor.
+*/}}
+{{- define "meshmart.lokiConfig" -}}
+auth_enabled: false
+server:
+  http_listen_port: 3100
+  grpc_listen_port: 9095
+  log_level: info
+common:
+  # One instance: it talks to itself on the loopback, whatever the pod's interfaces.
+  instance_addr: 127.0.0.1
+  path_prefix: /loki
+  replication_factor: 1
+  ring:
+    kvstore:
+      store: inmemory
+  storage:
+    filesystem:
+      chunks_directory: /loki/chunks
+      rules_directory: /loki/rules
+schema_config:
+  configs:
+    - from: "2024-01-01"
+      store: tsdb
+      object_store: filesystem
+      schema: v13
+      index:
+        prefix: index_
+        period: 24h
+limits_config:
+  allow_structured_metadata: true
+  retention_period: {{ .retention }}
+compactor:
+  working_directory: /loki/compactor
+  retention_enabled: true
+  delete_request_store: filesystem
+analytics:
+  reporting_enabled: false
+{{- end -}}
+
+{{/*
+Grafana's datasources, provisioned under the uids the committed dashboards name (prometheus;
+jaeger and loki for Explore): tests/observability checks every uid a dashboard references.
+*/}}
+{{- define "meshmart.grafanaDatasources" -}}
+{{- $root := .root -}}
+apiVersion: 1
+datasources:
+  - name: Prometheus
+    uid: prometheus
+    type: prometheus
+    access: proxy
+    url: http://{{ include "meshmart.obsName" (dict "root" $root "part" "prometheus") }}:9090
+    isDefault: true
+    editable: false
+  - name: Jaeger
+    uid: jaeger
+    type: jaeger
+    access: proxy
+    url: http://{{ include "meshmart.obsName" (dict "root" $root "part" "jaeger") }}:16686
+    editable: false
+    jsonData:
+      # From a span to the logs of its trace (the services' OTLP logs carry the trace id).
+      tracesToLogsV2:
+        datasourceUid: loki
+        filterByTraceID: true
+  - name: Loki
+    uid: loki
+    type: loki
+    access: proxy
+    url: http://{{ include "meshmart.obsName" (dict "root" $root "part" "loki") }}:3100
+    editable: false
 {{- end -}}
