@@ -483,19 +483,20 @@ def test_the_gateway_s_transcoder_is_the_edge_files():
     edge = deploylib.CHART / "files" / "edge"
     http_filter, local_reply, vhosts = _rest()
     assert http_filter["disabled"] is True, "off unless one of our virtual hosts turns it on"
-    config = dict(http_filter["typed_config"])
+    assert set(http_filter["typed_config"]) == {"@type", "proto_descriptor_bin"}, "a placeholder: no services"
+    assert set(vhosts) == {"*:80"}
+    (config,) = vhosts["*:80"]["typed_per_filter_config"].values()
+    config = dict(config)
     assert base64.b64decode(config.pop("proto_descriptor_bin")) == (edge / "meshmart.pb").read_bytes()
     assert config == json.loads((edge / "grpc-json-transcoder.json").read_text())
     assert local_reply == json.loads((edge / "local-reply.json").read_text())
-    assert set(vhosts) == {"*:80"}
     assert set(_rest(sets=SHARED_GATEWAY)[2]) == {"shop.example.com:80"}
     docs = deploylib.split_stream(
         deploylib.helm_template(values=[deploylib.CHART / "ci" / "catalog-only-values.yaml"]).stdout, "helm template"
     )
     (doc,) = [d for d in docs if d.kind == "EnvoyFilter" and d.name.endswith("-ingress-rest")]
-    assert doc.spec["configPatches"][0]["patch"]["value"]["typed_config"]["services"] == [
-        "meshmart.catalog.v1.CatalogService"
-    ]
+    (vhost,) = [p["patch"]["value"] for p in doc.spec["configPatches"] if p["applyTo"] == "VIRTUAL_HOST"]
+    assert [c["services"] for c in vhost["typed_per_filter_config"].values()] == [["meshmart.catalog.v1.CatalogService"]]
 
 
 def test_rest_turned_off_leaves_grpc_only():
