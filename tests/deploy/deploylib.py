@@ -664,6 +664,12 @@ def crossref_errors(
                     errors.append(f"{vs}: host {host!r} is not served by {gw}")
         for route in vs.spec.get("http") or []:
             where = f"{vs}: route {route.get('name', '(unnamed)')!r}"
+            if "directResponse" in route:
+                # The gateway answers it itself (the OpenAPI, the REST paths' first match): no
+                # call leaves, so there is nothing to retry or time out, and nowhere to send it.
+                if route.get("route") or route.get("delegate") or "retries" in route:
+                    errors.append(f"{where}: a directResponse with a route, a delegate or retries")
+                continue
             delegate = route.get("delegate")
             if delegate:
                 if route.get("route"):

@@ -260,11 +260,15 @@ def _gateway_answer(http_filters: list[dict], headers: dict[str, str]) -> str:
 
 
 def _gateway_run(
-    http_filters: list[dict], virtual_hosts: list[dict], requests: list[dict[str, str]]
+    http_filters: list[dict],
+    virtual_hosts: list[dict],
+    requests: list[dict[str, str]],
+    local_reply: dict | None = None,
 ) -> list[tuple[int, dict[str, str]]]:
     """Runs Envoy with `http_filters` ahead of the router and these virtual hosts, sends each
-    request (its headers; Host picks the virtual host) in turn, and returns each answer's
-    status and headers (lower-cased names)."""
+    request (its headers; Host picks the virtual host; `:method` and `:path`, when given, the
+    request line, else a gRPC method's POST) in turn, and returns each answer's status and
+    headers (lower-cased names)."""
     import http.client
     import time
 
@@ -275,6 +279,8 @@ def _gateway_run(
     manager = listener["filter_chains"][0]["filters"][0]["typed_config"]
     manager["route_config"]["virtual_hosts"] = virtual_hosts
     manager["http_filters"] = [*http_filters, ROUTER]
+    if local_reply is not None:
+        manager["local_reply_config"] = local_reply
     answers = []
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "bootstrap.json"
@@ -288,10 +294,13 @@ def _gateway_run(
         try:
             deadline = time.monotonic() + 20
             for headers in requests:
+                headers = dict(headers)
+                method = headers.pop(":method", "POST")
+                path = headers.pop(":path", "/meshmart.orders.v1.OrderService/ListOrders")
                 while True:
                     try:
                         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-                        connection.request("POST", "/meshmart.orders.v1.OrderService/ListOrders", headers=headers)
+                        connection.request(method, path, headers=headers)
                         response = connection.getresponse()
                         response.read()
                         connection.close()
@@ -442,3 +451,88 @@ def test_two_releases_each_limit_their_own_hosts():
                 assert set(p["patch"]["value"]["typed_per_filter_config"]) == {http_filter["name"]}
         names.add(http_filter["name"])
     assert len(names) == 2
+
+
+# --------------------------------------------------------------------------- REST at the edge
+
+
+def _rest(sets: tuple[str, ...] = ()) -> tuple[dict, dict, dict[str, dict]]:
+    """The REST EnvoyFilter's transcoder (HTTP filter), the connection manager's local reply
+    config, and the per-virtual-host switches by vhost name."""
+    docs = target("committed").docs
+    if sets:
+        docs = deploylib.split_stream(deploylib.helm_template(sets=sets).stdout, "helm template")
+    (doc,) = [d for d in docs if d.kind == "EnvoyFilter" and d.name.endswith("-ingress-rest")]
+    patches = json.loads(json.dumps(doc.spec["configPatches"]))
+    (http_filter,) = [p["patch"]["value"] for p in patches if p["applyTo"] == "HTTP_FILTER"]
+    (manager,) = [p["patch"]["value"]["typed_config"] for p in patches if p["applyTo"] == "NETWORK_FILTER"]
+    vhosts = {
+        p["match"]["routeConfiguration"]["vhost"]["name"]: p["patch"]["value"]
+        for p in patches
+        if p["applyTo"] == "VIRTUAL_HOST"
+    }
+    return http_filter, manager["local_reply_config"], vhosts
+
+
+def test_the_gateway_s_transcoder_is_the_edge_files():
+    """One configuration for both edges: the chart's transcoder is files/edge/'s settings
+    (the services this release exposes) with files/edge/meshmart.pb inline, and its local
+    replies are files/edge/local-reply.json."""
+    import base64
+
+    edge = deploylib.CHART / "files" / "edge"
+    http_filter, local_reply, vhosts = _rest()
+    assert http_filter["disabled"] is True, "off unless one of our virtual hosts turns it on"
+    assert set(http_filter["typed_config"]) == {"@type", "proto_descriptor_bin"}, "a placeholder: no services"
+    assert set(vhosts) == {"*:80"}
+    (config,) = vhosts["*:80"]["typed_per_filter_config"].values()
+    config = dict(config)
+    assert base64.b64decode(config.pop("proto_descriptor_bin")) == (edge / "meshmart.pb").read_bytes()
+    assert config == json.loads((edge / "grpc-json-transcoder.json").read_text())
+    assert local_reply == json.loads((edge / "local-reply.json").read_text())
+    assert set(_rest(sets=SHARED_GATEWAY)[2]) == {"shop.example.com:80"}
+    docs = deploylib.split_stream(
+        deploylib.helm_template(values=[deploylib.CHART / "ci" / "catalog-only-values.yaml"]).stdout, "helm template"
+    )
+    (doc,) = [d for d in docs if d.kind == "EnvoyFilter" and d.name.endswith("-ingress-rest")]
+    (vhost,) = [p["patch"]["value"] for p in doc.spec["configPatches"] if p["applyTo"] == "VIRTUAL_HOST"]
+    assert [c["services"] for c in vhost["typed_per_filter_config"].values()] == [["meshmart.catalog.v1.CatalogService"]]
+
+
+def test_rest_turned_off_leaves_grpc_only():
+    docs = deploylib.split_stream(deploylib.helm_template(sets=["ingress.rest.enabled=false"]).stdout, "helm")
+    assert not any(d.kind == "EnvoyFilter" and d.name.endswith("-ingress-rest") for d in docs)
+    edge = next(d for d in docs if d.kind == "VirtualService" and d.name == "meshmart-edge")
+    assert not any("directResponse" in r for r in edge.spec["http"])
+    gateway = next(d for d in docs if d.kind == "AuthorizationPolicy" and d.name == "meshmart-gateway")
+    assert "/openapi.yaml" not in json.dumps(gateway.spec)
+
+
+def test_the_transcoder_runs_on_our_hosts_only():
+    """In Envoy, on a shared gateway, with the edge VirtualService's REST route: a REST call to
+    our host becomes the gRPC call (the gRPC route answers it), the same call to another app's
+    host is not transcoded, and the REST route's own 404 is google.rpc.Status JSON."""
+    http_filter, local_reply, vhosts = _rest(sets=SHARED_GATEWAY)
+    edge = next(
+        d
+        for d in deploylib.split_stream(deploylib.helm_template(sets=SHARED_GATEWAY).stdout, "helm")
+        if d.kind == "VirtualService" and d.name == "meshmart-edge"
+    )
+    (rest,) = [r for r in edge.spec["http"] if r["name"] == "rest"]
+    grpc = {
+        "match": {"prefix": "/meshmart.catalog.v1.CatalogService/"},
+        "direct_response": {"status": 200},
+        "response_headers_to_add": [{"header": {"key": "x-path", "value": "%REQ(:path)%"}}],
+    }
+    routes = [grpc] + [
+        {"match": {"prefix": m["uri"]["prefix"]}, "direct_response": {"status": 404, "body": {"inline_string": "none"}}}
+        for m in rest["match"]
+    ]
+    ours = _vhost("shop.example.com:80", ["shop.example.com"], vhosts["shop.example.com:80"], routes=routes)
+    theirs = _vhost("other", ["*"], routes=routes)
+    get = {":method": "GET", ":path": "/v1/products/burr-grinder"}
+    requests = [{**get, "host": "shop.example.com"}, {**get, "host": "other.example.com"}]
+    answers = _gateway_run([http_filter], [ours, theirs], requests, local_reply)
+    assert answers[0][0] == 200 and answers[0][1]["x-path"] == "/meshmart.catalog.v1.CatalogService/GetProduct"
+    assert answers[1][0] == 404 and answers[1][1]["content-type"] == "application/json"
+

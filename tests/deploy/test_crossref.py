@@ -87,10 +87,13 @@ def test_only_the_order_flow_s_calls_are_allowed():
     assert _allowed(docs) == FLOW_CALLS
     # ...and the release's own gateway takes calls from outside, for the public paths only.
     assert set(policies) == {"deny-by-default", "meshmart-gateway", "meshmart-require-jwt", *FLOW_CALLS}
-    (rule,) = policies["meshmart-gateway"].spec["rules"]
+    # The public APIs (REST calls too: the transcoder runs first, so RBAC sees their gRPC
+    # paths), and a GET of the OpenAPI, which the gateway answers itself.
+    rule, openapi = policies["meshmart-gateway"].spec["rules"]
     assert "from" not in rule and {p for t in rule["to"] for p in t["operation"]["paths"]} == set().union(
         *PUBLIC_PATHS.values()
     )
+    assert openapi == {"to": [{"operation": {"ports": ["8080"], "methods": ["GET"], "paths": ["/openapi.yaml"]}}]}
     for name in ("postgres", "nats"):
         assert [t["operation"]["ports"] for r in policies[name].spec["rules"] for t in r["to"]] == [
             ["5432" if name == "postgres" else "4222"]

@@ -57,7 +57,7 @@ def _mutated(doc: Doc, mutate) -> Doc:
 MISSPELLINGS = {
     "VirtualService retries.retryon": (
         "VirtualService/meshmart-edge",
-        lambda b: b["spec"]["http"][0]["retries"].update(retryon=b["spec"]["http"][0]["retries"].pop("retryOn")),
+        lambda b: (r := next(r["retries"] for r in b["spec"]["http"] if "retries" in r)).update(retryon=r.pop("retryOn")),
         "retryon",
     ),
     "VirtualService spec.htttp": ("VirtualService", lambda b: b["spec"].update(htttp=b["spec"].pop("http")), "htttp"),

@@ -1,10 +1,11 @@
-//! The edge: the ingress gateway's JWT rules and rate limit, and an order placed through
-//! it that goes all the way, every hop through a sidecar.
+//! The edge: the ingress gateway's JWT rules and rate limit, REST/JSON beside gRPC on its
+//! listener (the chart's transcoder), and an order placed through it that goes all the way,
+//! every hop through a sidecar.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube_harness::mesh::{Program, Shop};
+use kube_harness::mesh::{NAMESPACE, Program, Shop};
 use meshmart::proto::catalog::{GetProductRequest, catalog_service_client::CatalogServiceClient};
 use meshmart::proto::orders::{
     self, CreateOrderRequest, GetOrderRequest, OrderLine, ShippingAddress,
@@ -12,11 +13,31 @@ use meshmart::proto::orders::{
 };
 use tonic::Code;
 
-use super::support::{Test, TestFuture, authorized, code, counter, edge, ensure, fail, token};
+use super::support::{
+    CALL_TIMEOUT, Test, TestFuture, authorized, code, counter, counter_sum, dechunk, edge, ensure,
+    fail, token,
+};
 
 pub(crate) const TESTS: &[(&str, Test)] = &[
     ("edge_requires_a_valid_token", requires_a_valid_token),
     ("edge_rate_limit_answers_resource_exhausted", rate_limit),
+    (
+        "edge_rest_without_a_token_is_refused_at_the_gateway_as_json",
+        rest_without_a_token,
+    ),
+    (
+        "edge_rest_with_a_valid_token_answers_the_product_as_json",
+        rest_with_a_valid_token,
+    ),
+    (
+        "edge_rest_with_an_expired_token_is_401_json",
+        rest_with_an_expired_token,
+    ),
+    (
+        "edge_rest_malformed_json_body_is_400_invalid_argument",
+        rest_malformed_body,
+    ),
+    ("edge_rest_serves_the_openapi_without_a_token", rest_openapi),
     (
         "order_through_the_gateway_completes_every_hop_through_sidecars",
         order_completes,
@@ -138,6 +159,221 @@ fn rate_limit(shop: Arc<Shop>) -> TestFuture {
         })?;
         ensure(limited > 0 && ok >= 100, || {
             format!("{BURST} calls at once: {ok} ok and {limited} RESOURCE_EXHAUSTED")
+        })
+    })
+}
+
+/// One HTTP/1.1 answer: status, headers (names lower-cased) and body (de-chunked).
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find_map(|(n, v)| (n == name).then_some(v.as_str()))
+    }
+
+    /// The body as JSON, or why it is not.
+    fn json(&self) -> Result<serde_json::Value, String> {
+        serde_json::from_str(&self.body)
+            .map_err(|e| format!("a body that is not JSON ({e}): {:?}", self.body))
+    }
+
+    /// Whether this is a google.rpc.Status in JSON with `code`, at HTTP `status`.
+    fn is_status(&self, status: u16, code: i64) -> bool {
+        self.status == status
+            && self.header("content-type") == Some("application/json")
+            && self.json().is_ok_and(|b| b["code"].as_i64() == Some(code))
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The OpenAPI is 32 KiB: its head is enough to see what answered.
+        let body: String = self.body.chars().take(300).collect();
+        write!(f, "{} {:?} {body:?}", self.status, self.headers)
+    }
+}
+
+/// `method path` to the gateway over plain HTTP/1.1, as curl would send it: one request
+/// per connection, with `authorization: Bearer <token>` when given and `body` as JSON. No
+/// HTTP client in the harness: Envoy's answers here are small and simple (a length or
+/// chunks, then close), so a request written by hand is enough.
+async fn rest(
+    shop: &Shop,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> Result<Answer, String> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let addr = shop.gateway().trim_start_matches("http://").to_owned();
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(token) = token {
+        request.push_str(&format!("Authorization: Bearer {token}\r\n"));
+    }
+    if let Some(body) = body {
+        request.push_str(&format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ));
+    }
+    request.push_str("\r\n");
+    request.push_str(body.unwrap_or(""));
+    let mut stream = tokio::net::TcpStream::connect(&addr)
+        .await
+        .map_err(fail("connect to the gateway"))?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(fail("write to the gateway"))?;
+    let mut raw = Vec::new();
+    tokio::time::timeout(CALL_TIMEOUT, stream.read_to_end(&mut raw))
+        .await
+        .map_err(fail("the gateway's answer"))?
+        .map_err(fail("read the gateway's answer"))?;
+    let text = String::from_utf8(raw).map_err(fail("the gateway's answer as UTF-8"))?;
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("the gateway answered no HTTP: {text:?}"))?;
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| format!("the gateway answered no status line: {head:?}"))?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// The REST path of [`PRODUCT`] (its google.api.http route).
+const PRODUCT_PATH: &str = "/v1/products/burr-grinder";
+
+/// The calls the gateway has sent to catalog, at any subset.
+async fn calls_to_catalog(shop: &Shop) -> Result<u64, String> {
+    let gateway = shop
+        .workloads()
+        .iter()
+        .find(|w| w.app() == "meshmart-gateway")
+        .ok_or("no gateway workload")?
+        .name
+        .clone();
+    counter_sum(
+        shop,
+        &gateway,
+        &format!("|catalog.{NAMESPACE}.svc.cluster.local.upstream_rq_total"),
+    )
+    .await
+}
+
+/// A REST call without a token is a gRPC call without one once the transcoder (the
+/// gateway's first filter) has run, so the same DENY policy refuses it: 403 with
+/// PERMISSION_DENIED as google.rpc.Status JSON, and catalog never sees it.
+fn rest_without_a_token(shop: Arc<Shop>) -> TestFuture {
+    Box::pin(async move {
+        let before = calls_to_catalog(&shop).await?;
+        let answer = rest(&shop, "GET", PRODUCT_PATH, None, None).await?;
+        ensure(answer.is_status(403, 7), || {
+            format!("GET {PRODUCT_PATH} without a token: {answer:?}, not 403 JSON with code 7")
+        })?;
+        let message = answer.json()?["message"].as_str().unwrap_or("").to_owned();
+        ensure(message.contains("RBAC"), || {
+            format!("GET {PRODUCT_PATH} without a token was refused by something else: {answer:?}")
+        })?;
+        let after = calls_to_catalog(&shop).await?;
+        ensure(after == before, || {
+            format!(
+                "the gateway called catalog for a call it refused ({before} calls, then {after})"
+            )
+        })
+    })
+}
+
+/// With a valid token: the product as JSON (proto3's JSON mapping: camelCase names, int64
+/// as a string), with its stock from inventory, as the gRPC call answers it.
+fn rest_with_a_valid_token(shop: Arc<Shop>) -> TestFuture {
+    Box::pin(async move {
+        let valid = token(&[])?;
+        let answer = rest(&shop, "GET", PRODUCT_PATH, Some(&valid), None).await?;
+        ensure(
+            answer.status == 200 && answer.header("content-type") == Some("application/json"),
+            || format!("GET {PRODUCT_PATH} with a valid token: {answer:?}"),
+        )?;
+        let product = &answer.json()?["product"];
+        ensure(product["name"] == PRODUCT, || {
+            format!("GET {PRODUCT_PATH} answered another product: {answer:?}")
+        })?;
+        let stock = product["availableQuantity"]
+            .as_str()
+            .and_then(|s| s.parse::<i64>().ok())
+            .unwrap_or(0);
+        ensure(stock > 0, || {
+            format!("GET {PRODUCT_PATH}'s product has no stock from inventory: {answer:?}")
+        })
+    })
+}
+
+/// An expired token: the JWT filter refuses the transcoded call, 401 UNAUTHENTICATED as
+/// google.rpc.Status JSON (files/edge/local-reply.json).
+fn rest_with_an_expired_token(shop: Arc<Shop>) -> TestFuture {
+    Box::pin(async move {
+        let expired = token(&["--expired"])?;
+        let answer = rest(&shop, "GET", PRODUCT_PATH, Some(&expired), None).await?;
+        ensure(answer.is_status(401, 16), || {
+            format!(
+                "GET {PRODUCT_PATH} with an expired token: {answer:?}, not 401 JSON with code 16"
+            )
+        })
+    })
+}
+
+/// A body that is not JSON, with a valid token: the transcoder cannot make a CreateOrder of
+/// it and answers itself, 400 INVALID_ARGUMENT as JSON.
+fn rest_malformed_body(shop: Arc<Shop>) -> TestFuture {
+    Box::pin(async move {
+        let valid = token(&["--sub", "mesh-rest-customer"])?;
+        let answer = rest(&shop, "POST", "/v1/orders", Some(&valid), Some("{not json")).await?;
+        ensure(answer.is_status(400, 3), || {
+            format!("POST /v1/orders with a malformed body: {answer:?}, not 400 JSON with code 3")
+        })
+    })
+}
+
+/// The OpenAPI, public: without a token, the committed file byte for byte, as YAML.
+fn rest_openapi(shop: Arc<Shop>) -> TestFuture {
+    Box::pin(async move {
+        let path = kube_harness::repo_root().join("helm/meshmart/files/edge/openapi.yaml");
+        let committed = std::fs::read_to_string(&path).map_err(fail("read the OpenAPI"))?;
+        let answer = rest(&shop, "GET", "/openapi.yaml", None, None).await?;
+        ensure(
+            answer.status == 200 && answer.header("content-type") == Some("application/yaml"),
+            || format!("GET /openapi.yaml without a token: {answer:?}"),
+        )?;
+        ensure(answer.body == committed, || {
+            format!(
+                "GET /openapi.yaml answered {} bytes that are not the committed {} bytes",
+                answer.body.len(),
+                committed.len()
+            )
         })
     })
 }

@@ -129,7 +129,8 @@ async fn mesh_up() -> ExitCode {
          TOKEN=$(python3 scripts/mint-jwt.py)\n  \
          .tools/bin/grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" {gateway} list\n  \
          .tools/bin/grpcurl -plaintext -H \"authorization: Bearer $TOKEN\" -d '{{\"name\":\"products/burr-grinder\"}}' \\\n      \
-         {gateway} meshmart.catalog.v1.CatalogService/GetProduct\n\n\
+         {gateway} meshmart.catalog.v1.CatalogService/GetProduct\n  \
+         curl -H \"authorization: Bearer $TOKEN\" http://{gateway}/v1/products/burr-grinder\n\n\
          The workloads (each a network namespace; its Envoy's admin is 127.0.0.1:15000 inside):\n{}\n\n\
          kubectl: .tools/bin/kubectl --kubeconfig {}\n\
          Files and logs: {}\n\nCtrl-C stops it all.",

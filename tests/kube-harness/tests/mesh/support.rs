@@ -157,7 +157,7 @@ pub(crate) async fn counter(shop: &Shop, workload: &str, name: &str) -> Result<u
 
 /// The payload of a chunked HTTP/1.1 body (RFC 9112, section 7.1), chunk extensions and
 /// trailers dropped.
-fn dechunk(mut body: &str) -> String {
+pub(crate) fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
         let size = size.split(';').next().unwrap_or("");
