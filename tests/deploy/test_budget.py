@@ -12,6 +12,25 @@ from conftest import LAPTOP_TARGETS, target
 from deploylib import Doc
 
 
+# The laptop's long-running workloads, and the observability stack's.
+SHOP_WORKLOADS = {
+    "Deployment/meshmart-gateway",
+    "Deployment/catalog-v1",
+    "Deployment/catalog-v2",
+    "Deployment/inventory-v1",
+    "Deployment/orders-v1",
+    "Deployment/payments-v1",
+    "Deployment/fulfillment-v1",
+    "Deployment/notifications-v1",
+    "Deployment/orchestrator-v1",
+    "StatefulSet/postgres",
+    "StatefulSet/nats",
+}
+STACK_WORKLOADS = {
+    f"Deployment/meshmart-{part}" for part in ("otel-collector", "jaeger", "prometheus", "loki", "grafana")
+}
+
+
 @pytest.mark.parametrize("name", LAPTOP_TARGETS)
 def test_the_namespace_fits_the_budget(name):
     rows, errors = deploylib.requests(target(name).docs)
@@ -20,19 +39,7 @@ def test_the_namespace_fits_the_budget(name):
     assert not deploylib.budget_errors(rows), "\n".join(deploylib.budget_errors(rows)) + "\n" + report
     # Every long-running workload is counted: eight service pods, the release's own ingress
     # gateway, Postgres and NATS (not the PostgreSQL setup Job, which ends).
-    assert {r.workload for r in rows} == {
-        "Deployment/meshmart-gateway",
-        "Deployment/catalog-v1",
-        "Deployment/catalog-v2",
-        "Deployment/inventory-v1",
-        "Deployment/orders-v1",
-        "Deployment/payments-v1",
-        "Deployment/fulfillment-v1",
-        "Deployment/notifications-v1",
-        "Deployment/orchestrator-v1",
-        "StatefulSet/postgres",
-        "StatefulSet/nats",
-    }, report
+    assert {r.workload for r in rows} == SHOP_WORKLOADS, report
 
 
 def _with(docs: list[Doc], kind: str, name: str, mutate) -> list[Doc]:
@@ -75,25 +82,6 @@ def test_quantities_parse():
     assert deploylib.seconds("600ms") == 0.6 and deploylib.seconds("1m30s") == 90
     with pytest.raises(ValueError):
         deploylib.memory_bytes("32MB")
-
-
-# The laptop's long-running workloads (test_the_namespace_fits_the_budget), and the stack's.
-SHOP_WORKLOADS = {
-    "Deployment/meshmart-gateway",
-    "Deployment/catalog-v1",
-    "Deployment/catalog-v2",
-    "Deployment/inventory-v1",
-    "Deployment/orders-v1",
-    "Deployment/payments-v1",
-    "Deployment/fulfillment-v1",
-    "Deployment/notifications-v1",
-    "Deployment/orchestrator-v1",
-    "StatefulSet/postgres",
-    "StatefulSet/nats",
-}
-STACK_WORKLOADS = {
-    f"Deployment/meshmart-{part}" for part in ("otel-collector", "jaeger", "prometheus", "loki", "grafana")
-}
 
 
 def test_the_observability_stack_is_an_extra_of_its_own():
