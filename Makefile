@@ -1,6 +1,6 @@
 # meshmart tasks. `make` lists them; CI runs `make test`, as the README says.
 .DEFAULT_GOAL := help
-.PHONY: help up observe trace-picture edge test tools lint fmt deploy-check bench bench-mesh images mesh-up mesh-test
+.PHONY: help up observe trace-picture edge test tools lint fmt deploy-check bench bench-orders bench-mesh images mesh-up mesh-test
 
 help: ## list the tasks
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -43,8 +43,11 @@ lint: tools ## rustfmt, buf lint and breaking, cargo deny, clippy only
 deploy-check: tools ## check k8s/, istio/ and helm/ (render, schemas, cross-references, checkov, yamllint)
 	scripts/check-deploy.sh
 
-bench: ## run the benchmarks and rewrite docs/benchmarks.md (about 5 minutes)
+bench: ## the read path against the echo baselines (SQLite, PostgreSQL, callgrind) into docs/benchmarks.md (under 5 minutes after a build)
 	scripts/bench.sh
+
+bench-orders: ## measure placing orders on both setups into docs/benchmarks.md (about 4 minutes)
+	scripts/bench-orders.sh
 
 bench-mesh: ## measure the mesh's cost into docs/benchmarks.md (root; about 3 minutes)
 	scripts/bench-mesh.sh
