@@ -7,7 +7,13 @@
 //! so writers queue in the pool, in order, instead of sleeping in SQLite's busy handler while
 //! holding connections that readers need (the same section has the figures).
 
-use std::{path::Path, time::Duration};
+pub mod inline;
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
 
 use sqlx::{
     Any, AnyConnection, AnyPool, Connection,
@@ -19,11 +25,13 @@ use sqlx::{
 use crate::{Error, Result, config::DatabaseConfig};
 
 /// Where a service's reads go and where its writes go. On PostgreSQL both are the same pool;
-/// on SQLite writes have one connection to themselves.
+/// on SQLite writes have one connection to themselves, and keyed reads on the read path may
+/// run on the calling thread ([`Pools::inline`]).
 #[derive(Debug, Clone)]
 pub struct Pools {
     read: AnyPool,
     write: AnyPool,
+    inline: Option<Arc<inline::InlineReads>>,
 }
 
 impl Pools {
@@ -36,6 +44,13 @@ impl Pools {
     /// For every statement that writes, and the transactions that contain them.
     pub fn write(&self) -> &AnyPool {
         &self.write
+    }
+
+    /// On a SQLite file, reads by key that run on the calling thread, without sqlx's
+    /// hand-off to a connection thread (`inline`'s notes say when that is right); `None` on
+    /// PostgreSQL, where the pool has no such cost.
+    pub fn inline(&self) -> Option<&inline::InlineReads> {
+        self.inline.as_deref()
     }
 }
 
@@ -81,8 +96,25 @@ pub async fn connect(config: &DatabaseConfig, mut migrator: Migrator) -> Result<
     } else {
         write.clone()
     };
+    let inline = sqlite_file(&url)
+        .map(|path| Arc::new(inline::InlineReads::new(&path, config.busy_timeout)));
     tracing::info!(backend = config.backend(), "database ready");
-    Ok(Pools { read, write })
+    Ok(Pools {
+        read,
+        write,
+        inline,
+    })
+}
+
+/// The file of a SQLite URL; `None` for PostgreSQL and for an in-memory database, which
+/// other connections cannot open.
+fn sqlite_file(url: &str) -> Option<PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let in_memory = path.is_empty() || path == ":memory:" || query.contains("mode=memory");
+    (!in_memory).then(|| PathBuf::from(path))
 }
 
 /// A service's store: the pools of its own database, connected and migrated from the
@@ -344,6 +376,19 @@ mod tests {
 
     fn migrator() -> Migrator {
         sqlx::migrate!("src/db/test-migrations")
+    }
+
+    #[test]
+    fn inline_reads_are_for_sqlite_files_only() {
+        for (url, file) in [
+            ("sqlite://data/catalog.db?mode=rwc", Some("data/catalog.db")),
+            ("sqlite:/tmp/x.db", Some("/tmp/x.db")),
+            ("sqlite::memory:", None),
+            ("sqlite://shared?mode=memory&cache=shared", None),
+            ("postgres://u@db/catalog", None),
+        ] {
+            assert_eq!(sqlite_file(url), file.map(PathBuf::from), "{url}");
+        }
     }
 
     #[test]

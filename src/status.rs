@@ -21,6 +21,9 @@ pub enum Failure {
     },
     #[error("database: {0}")]
     Database(#[from] sqlx::Error),
+    /// A read made on the calling thread ([`crate::db::inline`]) failed.
+    #[error("database: {0}")]
+    InlineRead(#[from] rusqlite::Error),
 }
 
 impl Failure {
@@ -45,6 +48,7 @@ impl From<Failure> for Status {
                 crate::client::downstream_failure(callee, &status)
             }
             Failure::Database(error) => crate::db::status(&error),
+            Failure::InlineRead(error) => crate::db::inline::status(&error),
         }
     }
 }
@@ -105,6 +109,12 @@ macro_rules! service_error {
 
         impl From<sqlx::Error> for $error {
             fn from(error: sqlx::Error) -> Self {
+                Self::Failure(error.into())
+            }
+        }
+
+        impl From<$crate::db::inline::rusqlite::Error> for $error {
+            fn from(error: $crate::db::inline::rusqlite::Error) -> Self {
                 Self::Failure(error.into())
             }
         }

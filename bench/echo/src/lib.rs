@@ -92,9 +92,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), meshmart::Error> {
     let echo = match &config.next_addr {
-        Some(next) => Echo::passing_to(EchoServiceClient::new(
-            meshmart::client::connect_lazy(next)?,
-        )),
+        Some(next) => Echo::passing_to(EchoServiceClient::new(meshmart::client::connect_lazy(
+            next,
+        )?)),
         None => Echo::new(),
     };
     // The registry holds only the build info metric, as every service's does.

@@ -47,6 +47,7 @@ async fn start_shop() -> Shop {
     .await;
     let config = echo::Config {
         server: testing::server_config(echo::SERVICE),
+        next_addr: None,
     };
     let echo = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
         echo::serve(config, listeners, shutdown)

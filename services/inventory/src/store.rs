@@ -172,11 +172,24 @@ impl Store {
         let sql = format!(
             "SELECT product_id, available, reserved, update_time_ms FROM stock WHERE product_id IN ({placeholders})"
         );
-        let mut query = sqlx::query_as::<_, (String, i64, i64, i64)>(&sql);
-        for id in product_ids {
-            query = query.bind(id);
-        }
-        let rows = query.fetch_all(self.db.read()).await?;
+        // The read path's one query (every GetProduct and ListProducts asks it): on SQLite
+        // it runs on this thread, a primary-key lookup (meshmart::db::inline).
+        let rows: Vec<(String, i64, i64, i64)> = if let Some(inline) = self.db.inline() {
+            inline.read(|connection| {
+                connection
+                    .prepare_cached(&sql)?
+                    .query_map(rusqlite::params_from_iter(product_ids), |row| {
+                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+                    })?
+                    .collect()
+            })?
+        } else {
+            let mut query = sqlx::query_as(&sql);
+            for id in product_ids {
+                query = query.bind(id);
+            }
+            query.fetch_all(self.db.read()).await?
+        };
         Ok(product_ids
             .iter()
             .map(|id| {
