@@ -3,8 +3,8 @@
 //! sqlx runs each SQLite connection on a thread of its own and hands every statement to it
 //! over a channel, so a query wakes that thread and is woken back: about four context
 //! switches and, in a GetProduct, more CPU than the two-hop echo's whole call
-//! (docs/benchmarks.md, "Instructions per call"). The query itself, a primary-key lookup in
-//! pages already cached, is a few thousand instructions. [`InlineReads`] runs such reads on
+//! (docs/benchmarks.md, "Instructions per call"). The query itself, a primary-key lookup or
+//! a short page of an index, in pages already cached, is a few thousand instructions. [`InlineReads`] runs such reads on
 //! the task's own thread instead, through rusqlite (over the same bundled SQLite as sqlx),
 //! on read-only connections of its own.
 //!
@@ -12,7 +12,8 @@
 //! WAL mode a reader takes no lock that a writer holds, and reads its snapshot from the file
 //! and the WAL. The one wait left is SQLite's busy handler while another process rebuilds
 //! the WAL index after a crash, bounded by the same busy timeout as every connection. A
-//! query that must scan, or one that takes a lock, belongs on the pool, not here.
+//! query that scans more than a bounded page of an index, or one that takes a lock, belongs
+//! on the pool, not here.
 //!
 //! Each read starts its own read transaction, so it sees every write committed before it
 //! began, by this process or another sharing the file: what "a stock change acknowledged
@@ -63,7 +64,7 @@ impl InlineReads {
     }
 
     /// Runs `read` on a read-only connection, on this thread. `read` should be one keyed
-    /// lookup (see the module's notes); its statements are prepared once per connection with
+    /// lookup or one bounded page of an index (see the module's notes); its statements are prepared once per connection with
     /// [`Connection::prepare_cached`].
     pub fn read<T>(
         &self,

@@ -109,13 +109,10 @@ impl Store {
     }
 
     pub async fn get(&self, product_id: &str) -> Result<ProductRecord> {
-        let row: Option<Row> = sqlx::query_as(&format!(
-            "SELECT {COLUMNS} FROM products WHERE product_id = $1"
-        ))
-        .bind(product_id)
-        .fetch_optional(self.db.read())
-        .await?;
-        row.map(record)
+        let sql = format!("SELECT {COLUMNS} FROM products WHERE product_id = $1");
+        let mut rows = self.select(&sql, &[product_id], None).await?;
+        rows.pop()
+            .map(record)
             .ok_or_else(|| Error::NotFound(product_id.to_owned()))
     }
 
@@ -127,25 +124,57 @@ impl Store {
         limit: usize,
     ) -> Result<(Vec<ProductRecord>, bool)> {
         let fetch = i64::try_from(limit + 1).unwrap_or(i64::MAX);
-        let rows: Vec<Row> = match after {
-            Some(after) => sqlx::query_as(&format!(
-                "SELECT {COLUMNS} FROM products WHERE product_id > $1 ORDER BY product_id LIMIT $2"
-            ))
-            .bind(after)
-            .bind(fetch)
-            .fetch_all(self.db.read())
-            .await?,
+        let rows = match after {
+            Some(after) => {
+                let sql = format!(
+                    "SELECT {COLUMNS} FROM products WHERE product_id > $1 ORDER BY product_id LIMIT $2"
+                );
+                self.select(&sql, &[after], Some(fetch)).await?
+            }
             None => {
-                sqlx::query_as(&format!(
-                    "SELECT {COLUMNS} FROM products ORDER BY product_id LIMIT $1"
-                ))
-                .bind(fetch)
-                .fetch_all(self.db.read())
-                .await?
+                let sql = format!("SELECT {COLUMNS} FROM products ORDER BY product_id LIMIT $1");
+                self.select(&sql, &[], Some(fetch)).await?
             }
         };
         let more = rows.len() > limit;
         Ok((rows.into_iter().take(limit).map(record).collect(), more))
+    }
+
+    /// The read path's queries: a primary-key lookup, or a page of the primary-key index,
+    /// bound to `keys` and then `limit`. On SQLite they run on this thread
+    /// (meshmart::db::inline); on PostgreSQL through the pool.
+    async fn select(&self, sql: &str, keys: &[&str], limit: Option<i64>) -> Result<Vec<Row>> {
+        if let Some(inline) = self.db.inline() {
+            let params = keys
+                .iter()
+                .map(|key| key as &dyn rusqlite::ToSql)
+                .chain(limit.as_ref().map(|limit| limit as &dyn rusqlite::ToSql));
+            return Ok(inline.read(|connection| {
+                connection
+                    .prepare_cached(sql)?
+                    .query_map(rusqlite::params_from_iter(params), |row| {
+                        Ok((
+                            row.get(0)?,
+                            row.get(1)?,
+                            row.get(2)?,
+                            row.get(3)?,
+                            row.get(4)?,
+                            row.get(5)?,
+                            row.get(6)?,
+                            row.get(7)?,
+                        ))
+                    })?
+                    .collect()
+            })?);
+        }
+        let mut query = sqlx::query_as(sql);
+        for key in keys {
+            query = query.bind(*key);
+        }
+        if let Some(limit) = limit {
+            query = query.bind(limit);
+        }
+        Ok(query.fetch_all(self.db.read()).await?)
     }
 
     /// Creates a product. With a `request_id`, a repeat of an earlier call returns the
