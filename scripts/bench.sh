@@ -10,7 +10,9 @@
 #     to another;
 #   - resident memory idle; Echo, the two-hop echo, GetProduct and ListProducts (page of 10)
 #     closed loop at the same concurrencies; echo, two-hop echo and GetProduct open loop at
-#     one fixed rate; CPU time and context switches per call of every service; peak memory;
+#     one fixed rate; each in BENCH_ROUNDS rounds run back to back and reported by the median
+#     round, with the CPU the hypervisor took (steal) in each; CPU time and context switches
+#     per call of every service; peak memory;
 #   - GetProduct and ListProducts again with catalog and inventory on a throwaway
 #     PostgreSQL (scripts/with-postgres.sh; BENCH_POSTGRES=1, the default), pinned with them;
 #   - instructions per call from callgrind (scripts/bench-callgrind.sh; BENCH_CALLGRIND=1,
@@ -20,7 +22,7 @@
 # build does). Traffic goes to 127.0.0.1 only; every run is bounded in time. Not part of the
 # test command (timings belong in a report, not a test).
 #
-# Settings (environment): BENCH_DURATION (5s), BENCH_WARMUP (1s),
+# Settings (environment): BENCH_DURATION (2s, one round), BENCH_ROUNDS (3), BENCH_WARMUP (1s),
 # BENCH_CONCURRENCY ("1 16 64"), BENCH_RATE (2000 calls/s, open loop),
 # BENCH_PORT_BASE (51050: echo, +1 catalog, +2 inventory, +3 two-hop echo, +10.. start-up
 # runs; metrics +100),
@@ -37,7 +39,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-DURATION="${BENCH_DURATION:-5s}"
+DURATION="${BENCH_DURATION:-2s}"
+ROUNDS="${BENCH_ROUNDS:-3}"
 WARMUP="${BENCH_WARMUP:-1s}"
 LEVELS="${BENCH_CONCURRENCY:-1 16 64}"
 RATE="${BENCH_RATE:-2000}"
@@ -103,6 +106,18 @@ pin_words() { [[ "$PIN" == 1 ]] && printf 'taskset -c %s ' "$1"; return 0; }
 status_kib() { awk -v key="$2:" '$1 == key { print $2 }' "/proc/$1/status"; }
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 ctx_switches() { cat /proc/"$1"/task/*/status 2>/dev/null | awk '/ctxt_switches/ { s += $2 } END { print s + 0 }'; }
+# steal_ticks: "STEAL TOTAL" jiffies of the services' CPUs (all CPUs when unpinned), from
+# /proc/stat. Steal is time the hypervisor ran something else while this guest's CPU had
+# work: a virtual machine's benchmark is only as good as it is low.
+steal_ticks() {
+  local cpus="all"
+  [[ "$PIN" == 1 ]] && cpus="$SERVICE_CPUS"
+  awk -v list="$cpus" '
+    BEGIN { n = split(list, parts, ","); for (i = 1; i <= n; i++) {
+      if (split(parts[i], r, "-") == 2) { for (c = r[1]; c <= r[2]; c++) want["cpu" c] = 1 } else want["cpu" parts[i]] = 1 } }
+    (list == "all" && $1 == "cpu") || want[$1] { for (f = 2; f <= 9; f++) total += $f; steal += $9 }
+    END { print steal + 0, total + 0 }' /proc/stat
+}
 
 started_at="$(date +%s)"
 echo "bench: building the dist binaries" >&2
@@ -176,11 +191,16 @@ load() {
   local name="$1" services="$2"; shift 3
   local svc before_cpu=() before_ctx=()
   echo "bench: $name" >&2
-  COMMANDS+=("$(pin_words "$LOADGEN_CPUS")$(words "$BIN/loadgen" "$@" --duration "$WARMUP")")
+  # The exact commands, once: the other rounds repeat them.
+  local record=1
+  [[ "$name" == *.r[0-9]* && "$name" != *.r1 ]] && record=0
+  [[ "$record" == 1 ]] && COMMANDS+=("$(pin_words "$LOADGEN_CPUS")$(words "$BIN/loadgen" "$@" --duration "$WARMUP")")
   pin "$LOADGEN_CPUS" "$BIN/loadgen" "$@" --duration "$WARMUP" > /dev/null 2>> "$WORK/loadgen.log"
   for svc in $services; do before_cpu+=("$(cpu_ticks "${PID[$svc]}")"); before_ctx+=("$(ctx_switches "${PID[$svc]}")"); done
-  COMMANDS+=("$(pin_words "$LOADGEN_CPUS")$(words "$BIN/loadgen" "$@" --duration "$DURATION" --json)")
+  local steal_before; steal_before="$(steal_ticks)"
+  [[ "$record" == 1 ]] && COMMANDS+=("$(pin_words "$LOADGEN_CPUS")$(words "$BIN/loadgen" "$@" --duration "$DURATION" --json)")
   pin "$LOADGEN_CPUS" "$BIN/loadgen" "$@" --duration "$DURATION" --json > "$WORK/$name.load.json" 2>> "$WORK/loadgen.log"
+  local steal_after; steal_after="$(steal_ticks)"
   local i=0 extra='{}'
   for svc in $services; do
     local cpu=$(( $(cpu_ticks "${PID[$svc]}") - before_cpu[i] ))
@@ -189,31 +209,47 @@ load() {
       '.[$s] = {cpu_secs: ($cpu / $tck), ctx_switches: $ctx}' <<<"$extra")"
     i=$((i + 1))
   done
-  jq -c --argjson services "$extra" '. + {services: $services}' "$WORK/$name.load.json" > "$WORK/$name.json"
+  local steal_pct
+  steal_pct="$(awk -v a="$steal_before" -v b="$steal_after" 'BEGIN { split(a, x, " "); split(b, y, " ")
+    t = y[2] - x[2]; printf "%.0f", (t > 0 ? 100 * (y[1] - x[1]) / t : 0) }')"
+  jq -c --argjson services "$extra" --argjson steal "$steal_pct" '. + {services: $services, steal_pct: $steal}' \
+    "$WORK/$name.load.json" > "$WORK/$name.json"
+}
+
+# median_round NAME KEY: of the rounds NAME.r1.. ($ROUNDS of them), the one with the median
+# KEY (a jq path) becomes NAME.json, with every round's KEY and steal beside it, so that the
+# report shows how far the rounds were apart.
+median_round() {
+  local name="$1" key="$2" r files=()
+  for r in $(seq "$ROUNDS"); do files+=("$WORK/$name.r$r.json"); done
+  jq -s -c --arg key "$key" '
+    (map(getpath($key | ltrimstr(".") | split(".")))) as $values
+    | (sort_by(getpath($key | ltrimstr(".") | split(".")))[(length - 1) / 2 | floor])
+    + {rounds: $values, rounds_steal_pct: map(.steal_pct)}' "${files[@]}" > "$WORK/$name.json"
 }
 
 # Each measured run follows a warm-up run of its own, so that CPU time is read over the
 # measured calls only.
 COMMON=("${TARGETS[@]}" --wait-timeout 30s)
 COMMON2=("${TWO_HOPS[@]}" --wait-timeout 30s)
-# read_path_runs SUFFIX: GetProduct and ListProducts (page of 10), closed loop at every
-# level and GetProduct open loop, as get-cN, list-cN, get-open with SUFFIX.
-read_path_runs() {
-  local suffix="$1" c
-  for c in $LEVELS; do
-    load "get$suffix-c$c" "catalog inventory" -- "${COMMON[@]}" --mix get-product --concurrency "$c"
-    load "list$suffix-c$c" "catalog inventory" -- "${COMMON[@]}" --mix list-products --page-size 10 --concurrency "$c"
-  done
-  load "get$suffix-open" "catalog inventory" -- "${COMMON[@]}" --mix get-product --rate "$RATE"
-}
+# Rounds: each ratio's runs back to back, round after round, so that whatever else the
+# machine does (see *steal*) hits the read path and its baselines alike; each figure is then
+# its median round.
 for c in $LEVELS; do
-  # Interleaved, so that anything else the machine does hits them alike.
-  load "echo-c$c" "echo" -- "${COMMON[@]}" --mix echo --concurrency "$c"
-  load "echo2-c$c" "echo2 echo" -- "${COMMON2[@]}" --mix echo --concurrency "$c"
+  for r in $(seq "$ROUNDS"); do
+    load "echo-c$c.r$r" "echo" -- "${COMMON[@]}" --mix echo --concurrency "$c"
+    load "echo2-c$c.r$r" "echo2 echo" -- "${COMMON2[@]}" --mix echo --concurrency "$c"
+    load "get-c$c.r$r" "catalog inventory" -- "${COMMON[@]}" --mix get-product --concurrency "$c"
+    load "list-c$c.r$r" "catalog inventory" -- "${COMMON[@]}" --mix list-products --page-size 10 --concurrency "$c"
+  done
+  for n in echo echo2 get list; do median_round "$n-c$c" .total.throughput; done
 done
-load "echo-open" "echo" -- "${COMMON[@]}" --mix echo --rate "$RATE"
-load "echo2-open" "echo2 echo" -- "${COMMON2[@]}" --mix echo --rate "$RATE"
-read_path_runs ""
+for r in $(seq "$ROUNDS"); do
+  load "echo-open.r$r" "echo" -- "${COMMON[@]}" --mix echo --rate "$RATE"
+  load "echo2-open.r$r" "echo2 echo" -- "${COMMON2[@]}" --mix echo --rate "$RATE"
+  load "get-open.r$r" "catalog inventory" -- "${COMMON[@]}" --mix get-product --rate "$RATE"
+done
+for n in echo echo2 get; do median_round "$n-open" .total.latency_us.p99; done
 declare -A LOAD_RSS
 for svc in echo catalog inventory; do LOAD_RSS[$svc]="$(status_kib "${PID[$svc]}" VmRSS)"; done
 
@@ -265,7 +301,17 @@ if [[ "$POSTGRES" == 1 ]]; then
     start_service inventory inventory DATABASE_URL="${pg_url%/*}/inventory"
     start_service catalog catalog DATABASE_URL="${pg_url%/*}/catalog"
     run "$BIN/loadgen" wait "${TARGETS[@]}" --mix get-product --wait-timeout 30s 2>> "$WORK/loadgen.log"
-    read_path_runs "-pg"
+    for c in $LEVELS; do
+      for r in $(seq "$ROUNDS"); do
+        load "get-pg-c$c.r$r" "catalog inventory" -- "${COMMON[@]}" --mix get-product --concurrency "$c"
+        load "list-pg-c$c.r$r" "catalog inventory" -- "${COMMON[@]}" --mix list-products --page-size 10 --concurrency "$c"
+      done
+      for n in get-pg list-pg; do median_round "$n-c$c" .total.throughput; done
+    done
+    for r in $(seq "$ROUNDS"); do
+      load "get-pg-open.r$r" "catalog inventory" -- "${COMMON[@]}" --mix get-product --rate "$RATE"
+    done
+    median_round get-pg-open .total.latency_us.p99
     for svc in catalog inventory; do kill -TERM "${PID[$svc]}"; done
     for svc in catalog inventory; do wait "${PID[$svc]}" || true; done
     postgres_ok=1
@@ -327,6 +373,11 @@ met() {
   }'
 }
 errors() { j "$1" '.total.requests - .total.ok'; }
+# round_ratios A B: A's throughput over B's in each round, in round order.
+round_ratios() {
+  jq -r -s '[.[0].rounds, .[1].rounds] | transpose | map(if .[1] > 0 then (.[0] / .[1] * 100 | round / 100 | tostring) + "x" else "n/a" end) | join(", ")' \
+    "$WORK/$1.json" "$WORK/$2.json"
+}
 exact() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.6f", (b > 0 ? a / b : 0) }'; }
 latency_row() {
   echo "| $1 | $(j "$1" .total.requests) | $(ms "$(j "$1" '.total.latency_us.p50')") | $(ms "$(j "$1" '.total.latency_us.p90')") | $(ms "$(j "$1" '.total.latency_us.p99')") | $(ms "$(j "$1" '.total.latency_us["p99.9"]')") | $(ms "$(j "$1" '.total.latency_us.max')") |"
@@ -378,8 +429,12 @@ run the script again. Every figure below comes from that one run, on one machine
 - Placement: $placement. Catalog and inventory share their one CPU, as the two echoes of the two-hop
   echo do; the one-hop echo has it to itself. Where the load generator is the bottleneck (see
   *CPU busy*), the figures are lower than what the services could do.
-- Each run: $WARMUP of the same load to warm up (a separate loadgen process), then $DURATION measured. Services log JSON at \`RUST_LOG=$RUST_LOG\`,
+- Each run: $WARMUP of the same load to warm up (a separate loadgen process), then $DURATION measured; every run is repeated in $ROUNDS rounds and reported by its median round (closed loop: by throughput; open loop: by p99). Services log JSON at \`RUST_LOG=$RUST_LOG\`,
   as in the cluster. Unless a table says PostgreSQL, catalog and inventory run on SQLite, the embedded default.
+- *steal* is the share of the services' CPU time that the hypervisor gave to something else during a
+  measured run (\`/proc/stat\`). On a virtual machine it is the noise floor of every throughput figure:
+  a run with more steal than another is not comparable with it, and throughput ratios between runs
+  with different steal mean little. Instructions per call (callgrind, below) do not depend on it.
 
 ## Machine and versions
 
@@ -396,16 +451,18 @@ run the script again. Every figure below comes from that one run, on one machine
 
 ## The read path against the echo baselines, closed loop
 
-Calls per second. The **bold** ratios are the targets' (below); GetProduct against the one-hop echo is
-reported too.
+Calls per second, each the median of $ROUNDS rounds of $DURATION (the rounds of one level run back to
+back: echo, two-hop echo, GetProduct, ListProducts, then again). The **bold** ratios are the
+targets' (below), from the medians; GetProduct against the one-hop echo is reported too. *steal*
+is the median round's.
 
-| callers | echo | two-hop echo | GetProduct | ListProducts (10) | **GetProduct ÷ two-hop echo** | GetProduct ÷ echo | **ListProducts ÷ two-hop echo** | errors (echo / two-hop / get / list) |
-|---:|---:|---:|---:|---:|---:|---:|---:|---|
+| callers | echo | two-hop echo | GetProduct | ListProducts (10) | **GetProduct ÷ two-hop echo** | GetProduct ÷ echo | **ListProducts ÷ two-hop echo** | GetProduct ÷ two-hop echo, each round | errors (echo / two-hop / get / list) | steal (echo / two-hop / get / list) |
+|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|
 EOF
 for c in $LEVELS; do
   et="$(j "echo-c$c" .total.throughput)"; e2t="$(j "echo2-c$c" .total.throughput)"
   gt="$(j "get-c$c" .total.throughput)"; lt="$(j "list-c$c" .total.throughput)"
-  echo "| $c | $et | $e2t | $gt | $lt | **$(ratio "$gt" "$e2t")x** | $(ratio "$gt" "$et")x | **$(ratio "$lt" "$e2t")x** | $(errors "echo-c$c") / $(errors "echo2-c$c") / $(errors "get-c$c") / $(errors "list-c$c") |"
+  echo "| $c | $et | $e2t | $gt | $lt | **$(ratio "$gt" "$e2t")x** | $(ratio "$gt" "$et")x | **$(ratio "$lt" "$e2t")x** | $(round_ratios "get-c$c" "echo2-c$c") | $(errors "echo-c$c") / $(errors "echo2-c$c") / $(errors "get-c$c") / $(errors "list-c$c") | $(j "echo-c$c" .steal_pct)% / $(j "echo2-c$c" .steal_pct)% / $(j "get-c$c" .steal_pct)% / $(j "list-c$c" .steal_pct)% |"
 done
 cat <<EOF
 
@@ -448,13 +505,13 @@ to once the services' CPU, not the load generator, is the bottleneck.
 
 Latency from each call's due time, so that a stall is charged to every call it delayed.
 
-| run | requests | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | late sends | errors |
-|---|---:|---:|---:|---:|---:|---:|---:|---:|
+| run | requests | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | late sends | errors | steal |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|
 EOF
 open_runs="echo-open echo2-open get-open"
 [[ "$postgres_ok" == 1 ]] && open_runs="$open_runs get-pg-open"
 for run_name in $open_runs; do
-  echo "| $run_name | $(j "$run_name" .total.requests) | $(ms "$(j "$run_name" '.total.latency_us.p50')") | $(ms "$(j "$run_name" '.total.latency_us.p90')") | $(ms "$(j "$run_name" '.total.latency_us.p99')") | $(ms "$(j "$run_name" '.total.latency_us["p99.9"]')") | $(ms "$(j "$run_name" '.total.latency_us.max')") | $(j "$run_name" .late_sends) | $(errors "$run_name") |"
+  echo "| $run_name | $(j "$run_name" .total.requests) | $(ms "$(j "$run_name" '.total.latency_us.p50')") | $(ms "$(j "$run_name" '.total.latency_us.p90')") | $(ms "$(j "$run_name" '.total.latency_us.p99')") | $(ms "$(j "$run_name" '.total.latency_us["p99.9"]')") | $(ms "$(j "$run_name" '.total.latency_us.max')") | $(j "$run_name" .late_sends) | $(errors "$run_name") | $(j "$run_name" .steal_pct)% |"
 done
 if [[ "$postgres_ok" == 1 ]]; then
 cat <<EOF
@@ -467,13 +524,13 @@ echo figures above. The targets are for SQLite; these are reported. The CPU colu
 services' own: the database server's work (on the same CPU) is not in them, but it is in the
 throughput.
 
-| callers | GetProduct calls/s | ÷ two-hop echo | p99 ms | ListProducts (10) calls/s | ÷ two-hop echo | catalog µs | inventory µs | context switches per call: catalog / inventory | errors (get / list) |
-|---:|---:|---:|---:|---:|---:|---:|---:|---|---|
+| callers | GetProduct calls/s | ÷ two-hop echo | p99 ms | ListProducts (10) calls/s | ÷ two-hop echo | catalog µs | inventory µs | context switches per call: catalog / inventory | errors (get / list) | steal (get / list) |
+|---:|---:|---:|---:|---:|---:|---:|---:|---|---|---|
 EOF
 for c in $LEVELS; do
   e2t="$(j "echo2-c$c" .total.throughput)"; gt="$(j "get-pg-c$c" .total.throughput)"; lt="$(j "list-pg-c$c" .total.throughput)"
   gn="$(j "get-pg-c$c" .total.requests)"
-  echo "| $c | $gt | $(ratio "$gt" "$e2t")x | $(ms "$(j "get-pg-c$c" '.total.latency_us.p99')") | $lt | $(ratio "$lt" "$e2t")x | $(per_call_us "$(j "get-pg-c$c" .services.catalog.cpu_secs)" "$gn") | $(per_call_us "$(j "get-pg-c$c" .services.inventory.cpu_secs)" "$gn") | $(per_call "$(j "get-pg-c$c" .services.catalog.ctx_switches)" "$gn") / $(per_call "$(j "get-pg-c$c" .services.inventory.ctx_switches)" "$gn") | $(errors "get-pg-c$c") / $(errors "list-pg-c$c") |"
+  echo "| $c | $gt | $(ratio "$gt" "$e2t")x | $(ms "$(j "get-pg-c$c" '.total.latency_us.p99')") | $lt | $(ratio "$lt" "$e2t")x | $(per_call_us "$(j "get-pg-c$c" .services.catalog.cpu_secs)" "$gn") | $(per_call_us "$(j "get-pg-c$c" .services.inventory.cpu_secs)" "$gn") | $(per_call "$(j "get-pg-c$c" .services.catalog.ctx_switches)" "$gn") / $(per_call "$(j "get-pg-c$c" .services.inventory.ctx_switches)" "$gn") | $(errors "get-pg-c$c") / $(errors "list-pg-c$c") | $(j "get-pg-c$c" .steal_pct)% / $(j "list-pg-c$c" .steal_pct)% |"
 done
 fi
 if [[ -s "$WORK/callgrind.md" ]]; then
