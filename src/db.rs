@@ -332,7 +332,12 @@ fn is_transient_sqlstate(code: &str) -> bool {
 /// The status a service answers for a database error: UNAVAILABLE for a transient one (the
 /// mesh may retry it), INTERNAL otherwise. The details stay in the log, not in the reply.
 pub fn status(error: &sqlx::Error) -> tonic::Status {
-    if is_transient(error) {
+    transient_or_internal(is_transient(error), error)
+}
+
+/// UNAVAILABLE or INTERNAL for a database error of either driver, logged once here.
+fn transient_or_internal(transient: bool, error: &dyn std::fmt::Display) -> tonic::Status {
+    if transient {
         tracing::warn!(%error, "database unavailable");
         tonic::Status::unavailable("database unavailable")
     } else {

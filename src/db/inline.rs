@@ -110,13 +110,7 @@ pub fn is_transient(error: &rusqlite::Error) -> bool {
 /// The status a service answers for a failed inline read, as [`super::status`] does for the
 /// pool's errors: UNAVAILABLE when it may pass, INTERNAL otherwise; details in the log only.
 pub fn status(error: &rusqlite::Error) -> tonic::Status {
-    if is_transient(error) {
-        tracing::warn!(%error, "database unavailable");
-        tonic::Status::unavailable("database unavailable")
-    } else {
-        tracing::error!(%error, "database error");
-        tonic::Status::internal("internal error")
-    }
+    super::transient_or_internal(is_transient(error), error)
 }
 
 #[cfg(test)]
