@@ -80,7 +80,8 @@ measure() {
     local dump
     # The dump is written by the service itself, a moment after the request.
     for _ in $(seq 100); do
-      dump="$(ls "$WORK/$svc.out".* 2>/dev/null | head -1 || true)"
+      dump=""
+      for file in "$WORK/$svc.out".*; do [[ -e "$file" ]] && { dump="$file"; break; }; done
       [[ -n "$dump" ]] && grep -q '^totals:\|^summary:' "$dump" && break
       sleep 0.1
     done

@@ -290,6 +290,7 @@ if [[ "$POSTGRES" == 1 ]]; then
   # scripts/with-postgres.sh runs the server for as long as its command runs: here, until
   # this script leaves pg.stop (or 15 minutes pass). The server inherits the pinning.
   COMMANDS+=("$(pin_words "$SERVICE_CPUS")scripts/with-postgres.sh ...   # a throwaway PostgreSQL 15, a database each for catalog and inventory")
+  # shellcheck disable=SC2016 # the inner bash expands them
   pin "$SERVICE_CPUS" timeout 900 scripts/with-postgres.sh bash -c \
     'printf "%s\n" "$MESHMART_TEST_POSTGRES_URL" > "$1.tmp" && mv "$1.tmp" "$1"; while [[ ! -e "$2" ]]; do sleep 0.2; done' \
     _ "$WORK/pg.url" "$WORK/pg.stop" > "$WORK/postgres.log" 2>&1 &
