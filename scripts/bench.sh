@@ -18,7 +18,7 @@
 #   - instructions per call from callgrind (scripts/bench-callgrind.sh; BENCH_CALLGRIND=1,
 #     the default when valgrind is installed), and a perf profile when perf is installed;
 #   - docs/benchmarks.md with the machine, versions, exact commands, tables and targets.
-# Takes about 4 minutes after the build, and says so when it took longer than 5 (a cold
+# Takes about 4.5 minutes after the build, and says so when it took longer than 5 (a cold
 # build does). Traffic goes to 127.0.0.1 only; every run is bounded in time. Not part of the
 # test command (timings belong in a report, not a test).
 #
