@@ -3,6 +3,7 @@
 
 #![forbid(unsafe_code)]
 
+mod cache;
 mod error;
 mod metrics;
 mod service;

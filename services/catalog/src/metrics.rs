@@ -1,6 +1,9 @@
-//! What only the catalog knows: products created, and how stock lookups went.
+//! What only the catalog knows: products created, how stock lookups went, and what the
+//! product cache did.
 
-use meshmart::metrics::OutcomeCounter;
+use meshmart::metrics::{OutcomeCounter, OutcomeLabels};
+
+use crate::cache::Lookups;
 use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 #[derive(Debug, Clone, Default)]
@@ -9,6 +12,8 @@ pub(crate) struct Metrics {
     pub(crate) products_created: Counter,
     /// Batched stock lookups against inventory, by outcome: `ok` or `error`.
     pub(crate) stock_lookups: OutcomeCounter,
+    /// Product lookups by what the cache did: `hit`, `miss` or `unsure`.
+    pub(crate) product_lookups: OutcomeCounter,
 }
 
 impl Metrics {
@@ -24,7 +29,26 @@ impl Metrics {
             "Batched stock lookups against inventory, by outcome",
             metrics.stock_lookups.clone(),
         );
+        registry.register(
+            "catalog_product_cache_lookups",
+            "Product lookups by what the cache did: hit, miss, or unsure (read from the database because the cache had not heard from it lately)",
+            metrics.product_lookups.clone(),
+        );
         metrics
+    }
+
+    /// The cache's counters, each looked up once here rather than on every call.
+    pub(crate) fn cache_lookups(&self) -> Lookups {
+        let counter = |outcome| {
+            self.product_lookups
+                .get_or_create(&OutcomeLabels { outcome })
+                .clone()
+        };
+        Lookups {
+            hit: counter("hit"),
+            miss: counter("miss"),
+            unsure: counter("unsure"),
+        }
     }
 
     pub(crate) fn stock_lookup(&self, outcome: &'static str) {

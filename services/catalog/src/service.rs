@@ -17,6 +17,7 @@ use tonic::{Request, Response, Status};
 
 use crate::{
     Error, Result,
+    cache::ProductCache,
     metrics::Metrics,
     store::{Created, ProductRecord, Store},
     validate::{self, PAGE_TOKENS},
@@ -26,6 +27,7 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct Catalog {
     store: Store,
+    cache: ProductCache,
     inventory: InventoryServiceClient<MeshChannel>,
     metrics: Metrics,
 }
@@ -37,6 +39,7 @@ impl Catalog {
         metrics: Metrics,
     ) -> Self {
         Self {
+            cache: ProductCache::start(store.clone(), metrics.cache_lookups()),
             store,
             inventory,
             metrics,
@@ -113,7 +116,7 @@ impl CatalogService for Catalog {
         request: Request<pb::GetProductRequest>,
     ) -> Result<Response<pb::GetProductResponse>, Status> {
         let id = validate::product_name("name", &request.get_ref().name)?;
-        let record = self.store.get(&id).await?;
+        let record = self.cache.get(&id).await?;
         let product = self.one_with_stock(record).await?;
         Ok(Response::new(pb::GetProductResponse {
             product: Some(product),
@@ -159,7 +162,10 @@ impl CatalogService for Catalog {
             update_time_ms: 0,
         };
         let request_id = Some(request.request_id.as_str()).filter(|id| !id.is_empty());
-        let (created, outcome) = self.store.create(request_id, &record).await?;
+        let (created, outcome) = self
+            .cache
+            .write(self.store.create(request_id, &record))
+            .await?;
         if outcome == Created::Now {
             self.metrics.products_created.inc();
         }
@@ -177,7 +183,7 @@ impl CatalogService for Catalog {
     ) -> Result<Response<pb::UpdateProductResponse>, Status> {
         let (id, changes) = validate::update(request.get_ref())?;
         tracing::Span::current().record("name", format!("products/{id}"));
-        let updated = self.store.update(&id, &changes).await?;
+        let updated = self.cache.write(self.store.update(&id, &changes)).await?;
         let (product, stock_unknown) = self.written_with_stock(updated).await;
         Ok(Response::new(pb::UpdateProductResponse {
             product: Some(product),

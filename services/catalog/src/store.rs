@@ -105,7 +105,24 @@ impl Store {
             demo_products,
         )
         .await?;
+        // Triggers have no portable syntax: each backend has its own folder for them.
+        let mut triggers = if config.backend() == "sqlite" {
+            sqlx::migrate!("./migrations-sqlite")
+        } else {
+            sqlx::migrate!("./migrations-postgres")
+        };
+        triggers.set_ignore_missing(true);
+        triggers.run(db.write()).await?;
         Ok(Self { db })
+    }
+
+    /// The number every change to `products` raises (`crate::cache` says why).
+    pub async fn products_version(&self) -> Result<i64> {
+        Ok(
+            sqlx::query_scalar("SELECT version FROM products_version WHERE id = 1")
+                .fetch_one(self.db.read())
+                .await?,
+        )
     }
 
     pub async fn get(&self, product_id: &str) -> Result<ProductRecord> {
