@@ -69,6 +69,19 @@ impl Catalog {
                 return Err(Failure::downstream("inventory", status).into());
             }
         };
+        // Inventory answers in the order asked (its contract); anything else is matched by id.
+        let in_order = stocks.len() == records.len()
+            && stocks
+                .iter()
+                .zip(&records)
+                .all(|(stock, record)| stock.product_id == record.product_id);
+        if in_order {
+            return Ok(records
+                .into_iter()
+                .zip(stocks)
+                .map(|(record, stock)| product(record, stock.available_quantity))
+                .collect());
+        }
         let available: HashMap<String, i64> = stocks
             .into_iter()
             .map(|stock| (stock.product_id, stock.available_quantity))

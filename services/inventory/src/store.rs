@@ -12,7 +12,7 @@
 mod reservations;
 mod stock;
 
-use std::{sync::Arc, time::Duration};
+use std::{borrow::Cow, sync::Arc, time::Duration};
 
 use meshmart::{config::DatabaseConfig, db::Pools, demo};
 
@@ -84,6 +84,19 @@ pub struct Reservation {
 /// Milliseconds since the Unix epoch, as stored in `*_time_ms` columns. Injected, so tests
 /// can move time on without waiting for it.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
+
+/// What the read path reads of a product's stock.
+macro_rules! stock_columns {
+    () => {
+        "product_id, available, reserved, update_time_ms"
+    };
+}
+
+const STOCK_OF_ONE: &str = concat!(
+    "SELECT ",
+    stock_columns!(),
+    " FROM stock WHERE product_id IN ($1)"
+);
 
 /// How long a reservation holds stock unless committed or released: `RESERVATION_TTL_SECS`.
 pub const DEFAULT_RESERVATION_TTL: Duration = Duration::from_secs(15 * 60);
@@ -165,13 +178,19 @@ impl Store {
         if product_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let placeholders = (1..=product_ids.len())
-            .map(|i| format!("${i}"))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let sql = format!(
-            "SELECT product_id, available, reserved, update_time_ms FROM stock WHERE product_id IN ({placeholders})"
-        );
+        // One product is what every GetProduct asks: its statement is a constant.
+        let sql = if product_ids.len() == 1 {
+            Cow::Borrowed(STOCK_OF_ONE)
+        } else {
+            let placeholders = (1..=product_ids.len())
+                .map(|i| format!("${i}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            Cow::Owned(format!(
+                concat!("SELECT ", stock_columns!(), " FROM stock WHERE product_id IN ({})"),
+                placeholders
+            ))
+        };
         // The read path's one query (every GetProduct and ListProducts asks it): on SQLite
         // it runs on this thread, a primary-key lookup (meshmart::db::inline).
         let rows: Vec<(String, i64, i64, i64)> = if let Some(inline) = self.db.inline() {
