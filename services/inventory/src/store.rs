@@ -187,7 +187,11 @@ impl Store {
                 .collect::<Vec<_>>()
                 .join(", ");
             Cow::Owned(format!(
-                concat!("SELECT ", stock_columns!(), " FROM stock WHERE product_id IN ({})"),
+                concat!(
+                    "SELECT ",
+                    stock_columns!(),
+                    " FROM stock WHERE product_id IN ({})"
+                ),
                 placeholders
             ))
         };
