@@ -7,6 +7,8 @@
 // Integration tests: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod support;
+
 use std::time::Duration;
 
 use meshmart::{
@@ -31,19 +33,13 @@ struct Replica {
     client: CatalogServiceClient<Channel>,
 }
 
-async fn replica(database: DatabaseConfig, inventory_addr: String) -> Replica {
-    let config = catalog::Config {
-        server: testing::server_config(catalog::SERVICE),
+async fn replica(database: DatabaseConfig, inventory_addr: &str) -> Replica {
+    let (server, client) = support::spawn_catalog(
         database,
         inventory_addr,
-    };
-    let server = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
-        catalog::serve(config, listeners, shutdown)
-    })
+        testing::server_config(catalog::SERVICE),
+    )
     .await;
-    let client = CatalogServiceClient::connect(server.endpoint())
-        .await
-        .unwrap();
     Replica { server, client }
 }
 
@@ -112,11 +108,11 @@ async fn a_product_changed_on_one_replica_is_read_at_once_through_another() {
             })
             .await;
         let database = testing::database(backend, dir.path(), "product_cache_catalog").await;
-        let mut writer = replica(database.clone(), inventory.endpoint()).await;
+        let mut writer = replica(database.clone(), &inventory.endpoint()).await;
         // The first replica has created and seeded the database before the second opens it
         // (two first starts at once race on SQLite's migrations: a known gap of the store).
         writer.product(PRODUCT).await;
-        let mut reader = replica(database.clone(), inventory.endpoint()).await;
+        let mut reader = replica(database.clone(), &inventory.endpoint()).await;
 
         // Read until the reader answers from its cache, so that what it holds is the old name.
         reader.warm(PRODUCT, backend).await;

@@ -6,6 +6,7 @@
 pub mod fake_inventory;
 
 use meshmart::{
+    config::{DatabaseConfig, ServerConfig},
     proto::{
         catalog::catalog_service_client::CatalogServiceClient,
         inventory::inventory_service_client::InventoryServiceClient,
@@ -60,11 +61,28 @@ pub async fn start_catalog(
     dir: tempfile::TempDir,
     test: &str,
     inventory_addr: &str,
-    server: meshmart::config::ServerConfig,
+    server: ServerConfig,
 ) -> Shop {
+    let database = testing::database(backend, dir.path(), &format!("{test}_catalog")).await;
+    let (catalog, client) = spawn_catalog(database, inventory_addr, server).await;
+    Shop {
+        catalog,
+        inventory: None,
+        client,
+        inventory_client: None,
+        _dir: dir,
+    }
+}
+
+/// A catalog on `database` (which another replica may share), and a client of it.
+pub async fn spawn_catalog(
+    database: DatabaseConfig,
+    inventory_addr: &str,
+    server: ServerConfig,
+) -> (TestServer<meshmart::Error>, CatalogServiceClient<Channel>) {
     let config = catalog::Config {
         server,
-        database: testing::database(backend, dir.path(), &format!("{test}_catalog")).await,
+        database,
         inventory_addr: inventory_addr.to_owned(),
     };
     let catalog = TestServer::spawn(&config.server.clone(), |listeners, shutdown| {
@@ -74,13 +92,7 @@ pub async fn start_catalog(
     let client = CatalogServiceClient::connect(catalog.endpoint())
         .await
         .unwrap();
-    Shop {
-        catalog,
-        inventory: None,
-        client,
-        inventory_client: None,
-        _dir: dir,
-    }
+    (catalog, client)
 }
 
 impl Shop {
