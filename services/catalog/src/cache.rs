@@ -34,12 +34,12 @@ use crate::{
 };
 
 /// How often a replica reads `products_version` while lookups come in.
-pub(crate) const POLL: Duration = Duration::from_millis(25);
+const POLL: Duration = Duration::from_millis(25);
 
 /// How long after the start of its last good read of the version a cache may answer, and
 /// so how long a write waits after its commit. Four polls: a watcher held up by a busy
 /// runtime for a tick or two costs hits (the lookups read the database), never staleness.
-pub(crate) const FRESH_FOR: Duration = Duration::from_millis(100);
+const FRESH_FOR: Duration = Duration::from_millis(100);
 
 /// Without lookups for this long, the watcher stops reading the version.
 const IDLE_AFTER: Duration = Duration::from_secs(2);

@@ -2,9 +2,9 @@
 //! product cache did.
 
 use meshmart::metrics::{OutcomeCounter, OutcomeLabels};
+use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 use crate::cache::Lookups;
-use prometheus_client::{metrics::counter::Counter, registry::Registry};
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Metrics {
