@@ -31,7 +31,10 @@ use opentelemetry_sdk::{
 
 pub use b3::B3Propagator;
 use tracing_subscriber::{
-    EnvFilter, Layer, filter::LevelFilter, layer::SubscriberExt, util::SubscriberInitExt,
+    EnvFilter, Layer, Registry,
+    filter::{FilterExt, LevelFilter},
+    layer::SubscriberExt,
+    util::SubscriberInitExt,
 };
 
 use crate::{
@@ -88,13 +91,35 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
         Some(endpoint) => Some(logger_provider(resource, endpoint)?),
         None => None,
     };
-    let spans = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(service.to_owned()))
-            // RUST_LOG filters the logs only: a quiet service still records its spans.
-            .with_filter(LevelFilter::INFO)
-    });
+    tracing_subscriber::registry()
+        .with(layers(service, config, provider.as_ref(), logger.as_ref())?)
+        .try_init()
+        .map_err(|e| Error::Telemetry(e.to_string()))?;
 
+    if let Some(endpoint) = &config.otlp_endpoint {
+        EXPORTING.store(true, Ordering::Relaxed);
+        tracing::info!(%endpoint, "exporting traces over otlp");
+    }
+    if let Some(endpoint) = &config.otlp_logs_endpoint {
+        tracing::info!(%endpoint, "exporting logs over otlp");
+    }
+    Ok(TelemetryGuard { provider, logger })
+}
+
+/// A layer of this process's subscriber.
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// The layers this process uses, and only those. (A `None` option would count as a layer
+/// without a filter, one that wants every span and event: every `trace!` of h2 and hyper
+/// would then be built and handed round, only for each layer's filter to drop it, and a span
+/// no layer records would still become the current one, hiding its parent from the trace
+/// headers of the calls made inside it.)
+fn layers(
+    service: &str,
+    config: &TelemetryConfig,
+    provider: Option<&SdkTracerProvider>,
+    logger: Option<&SdkLoggerProvider>,
+) -> Result<Vec<BoxedLayer>> {
     let terminal = std::io::stdout().is_terminal();
     let json = match config.log_format {
         LogFormat::Json => true,
@@ -113,43 +138,45 @@ pub fn init(service: &str, version: &str, config: &TelemetryConfig) -> Result<Te
     } else {
         tracing_subscriber::fmt::layer().with_ansi(terminal).boxed()
     };
+    let mut layers = vec![logs.with_filter(log_filter(config)?).boxed()];
 
-    let otlp_logs = match &logger {
-        Some(logger) => {
-            // Not the exporter's own crates: a line they log about an export would be
-            // exported in turn. Their lines still reach stdout.
-            let filter = [
-                "opentelemetry",
-                "opentelemetry_sdk",
-                "opentelemetry_otlp",
-                "tonic",
-                "h2",
-                "hyper",
-                "tower",
-            ]
-            .into_iter()
-            .try_fold(log_filter(config)?, |filter, target| {
-                Ok::<_, Error>(filter.add_directive(directive(&format!("{target}=off"))?))
-            })?;
-            Some(OpenTelemetryTracingBridge::new(logger).with_filter(filter))
-        }
-        None => None,
-    };
-    tracing_subscriber::registry()
-        .with(logs.with_filter(log_filter(config)?))
-        .with(spans)
-        .with(otlp_logs)
-        .try_init()
-        .map_err(|e| Error::Telemetry(e.to_string()))?;
+    if let Some(provider) = provider {
+        // Every INFO span, however quiet RUST_LOG keeps the logs, and every span RUST_LOG
+        // turns on besides (the read handlers' DEBUG spans under RUST_LOG=debug): a span
+        // that exists is one OpenTelemetry knows, so the current span is always the
+        // parent an outgoing call names.
+        let spans = LevelFilter::INFO.or(log_filter(config)?);
+        layers.push(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer(service.to_owned()))
+                .with_filter(spans)
+                .boxed(),
+        );
+    }
 
-    if let Some(endpoint) = &config.otlp_endpoint {
-        EXPORTING.store(true, Ordering::Relaxed);
-        tracing::info!(%endpoint, "exporting traces over otlp");
+    if let Some(logger) = logger {
+        // Not the exporter's own crates: a line they log about an export would be
+        // exported in turn. Their lines still reach stdout.
+        let filter = [
+            "opentelemetry",
+            "opentelemetry_sdk",
+            "opentelemetry_otlp",
+            "tonic",
+            "h2",
+            "hyper",
+            "tower",
+        ]
+        .into_iter()
+        .try_fold(log_filter(config)?, |filter, target| {
+            Ok::<_, Error>(filter.add_directive(directive(&format!("{target}=off"))?))
+        })?;
+        layers.push(
+            OpenTelemetryTracingBridge::new(logger)
+                .with_filter(filter)
+                .boxed(),
+        );
     }
-    if let Some(endpoint) = &config.otlp_logs_endpoint {
-        tracing::info!(%endpoint, "exporting logs over otlp");
-    }
-    Ok(TelemetryGuard { provider, logger })
+    Ok(layers)
 }
 
 /// `RUST_LOG`'s filter. async-nats logs every message it reads at TRACE, payload and all:
@@ -202,4 +229,61 @@ fn logger_provider(resource: Resource, endpoint: &str) -> Result<SdkLoggerProvid
         .with_resource(resource)
         .with_batch_exporter(exporter)
         .build())
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+    use super::*;
+
+    fn config(log_filter: &str) -> TelemetryConfig {
+        TelemetryConfig {
+            log_format: LogFormat::Text,
+            log_filter: log_filter.into(),
+            otlp_endpoint: None,
+            otlp_logs_endpoint: None,
+            otel_service_name: None,
+        }
+    }
+
+    fn with_layers<T>(layers: Vec<BoxedLayer>, run: impl FnOnce() -> T) -> T {
+        tracing::subscriber::with_default(tracing_subscriber::registry().with(layers), run)
+    }
+
+    #[test]
+    fn what_no_layer_wants_is_never_built() {
+        let layers = layers("test", &config("info"), None, None).unwrap();
+        with_layers(layers, || {
+            assert!(tracing::debug_span!("handler").is_disabled());
+            assert!(!tracing::enabled!(target: "h2::codec", tracing::Level::TRACE));
+            assert!(!tracing::info_span!("grpc.server").is_disabled());
+        });
+    }
+
+    #[test]
+    fn every_span_that_exists_is_one_opentelemetry_knows() {
+        // No exporter: the spans are still made, with real ids, which is what is checked.
+        let provider = SdkTracerProvider::builder().build();
+        for log_filter in ["warn", "info", "debug"] {
+            let layers = layers("test", &config(log_filter), Some(&provider), None).unwrap();
+            with_layers(layers, || {
+                let server = tracing::info_span!("grpc.server");
+                let _server = server.enter();
+                let handler = tracing::debug_span!("handler");
+                let _handler = handler.enter();
+                let current = tracing::Span::current().context();
+                assert!(
+                    current.span().span_context().is_valid(),
+                    "RUST_LOG={log_filter}: the current span has no trace context"
+                );
+                assert_eq!(
+                    handler.is_disabled(),
+                    log_filter != "debug",
+                    "RUST_LOG={log_filter}"
+                );
+            });
+        }
+    }
 }

@@ -28,10 +28,9 @@ use std::{
 use prometheus_client::metrics::counter::Counter;
 use tokio::{sync::Notify, time::Instant};
 
-use crate::{
-    Result,
-    store::{ProductRecord, Store},
-};
+use meshmart::proto::catalog::Product;
+
+use crate::{Result, service::product, store::Store};
 
 /// How often a replica reads `products_version` while lookups come in.
 const POLL: Duration = Duration::from_millis(25);
@@ -85,7 +84,8 @@ struct State {
     version: Option<i64>,
     /// When the last good read of the version started.
     heard_at: Option<Instant>,
-    products: HashMap<String, ProductRecord>,
+    /// Shaped as the API shows them (stock aside), so that a hit is one clone.
+    products: HashMap<String, Product>,
 }
 
 impl State {
@@ -115,7 +115,7 @@ impl ProductCache {
     }
 
     /// The product, from memory when the cache may answer, else from the store.
-    pub(crate) async fn get(&self, product_id: &str) -> Result<ProductRecord> {
+    pub(crate) async fn get(&self, product_id: &str) -> Result<Product> {
         let shared = &self.shared;
         if !shared.looked_up.load(Ordering::Relaxed) {
             shared.looked_up.store(true, Ordering::Relaxed);
@@ -134,7 +134,7 @@ impl ProductCache {
             }
             state.epoch
         };
-        let product = shared.store.get(product_id).await?;
+        let product = product(shared.store.get(product_id).await?);
         let mut state = shared.write();
         if state.epoch == epoch {
             if state.products.len() >= MAX_PRODUCTS {

@@ -16,11 +16,11 @@ use meshmart::{
 use tonic::{Request, Response, Status};
 
 use crate::{
-    Error, Result,
+    Result,
     cache::ProductCache,
     metrics::Metrics,
     store::{Created, ProductRecord, Store},
-    validate::{self, PAGE_TOKENS},
+    validate::{self, NAME_PREFIX, PAGE_TOKENS},
 };
 
 /// The catalog service.
@@ -46,12 +46,16 @@ impl Catalog {
         }
     }
 
-    /// Adds live stock to `records` with one batched inventory call, however many there are.
-    async fn with_stock(&self, records: Vec<ProductRecord>) -> Result<Vec<pb::Product>> {
-        if records.is_empty() {
-            return Ok(Vec::new());
+    /// Sets the live stock of `products` (whose ids are `product_ids`, in the same order) with
+    /// one batched inventory call, however many there are.
+    async fn add_stock(
+        &self,
+        product_ids: Vec<String>,
+        products: &mut [pb::Product],
+    ) -> Result<()> {
+        if products.is_empty() {
+            return Ok(());
         }
-        let product_ids = records.iter().map(|r| r.product_id.clone()).collect();
         // The client is a cheap handle on one shared channel; cloning it is how tonic
         // lets concurrent calls share the connection.
         let reply = self
@@ -70,52 +74,42 @@ impl Catalog {
             }
         };
         // Inventory answers in the order asked (its contract); anything else is matched by id.
-        let in_order = stocks.len() == records.len()
+        let in_order = stocks.len() == products.len()
             && stocks
                 .iter()
-                .zip(&records)
-                .all(|(stock, record)| stock.product_id == record.product_id);
+                .zip(products.iter())
+                .all(|(stock, product)| product_id(product) == stock.product_id);
         if in_order {
-            return Ok(records
-                .into_iter()
-                .zip(stocks)
-                .map(|(record, stock)| product(record, stock.available_quantity))
-                .collect());
+            for (product, stock) in products.iter_mut().zip(stocks) {
+                product.available_quantity = stock.available_quantity;
+            }
+            return Ok(());
         }
         let available: HashMap<String, i64> = stocks
             .into_iter()
             .map(|stock| (stock.product_id, stock.available_quantity))
             .collect();
-        Ok(records
-            .into_iter()
-            .map(|record| {
-                let stock = available
-                    .get(&record.product_id)
-                    .copied()
-                    .unwrap_or_default();
-                product(record, stock)
-            })
-            .collect())
-    }
-
-    async fn one_with_stock(&self, record: ProductRecord) -> Result<pb::Product> {
-        let id = record.product_id.clone();
-        self.with_stock(vec![record])
-            .await?
-            .pop()
-            .ok_or(Error::NotFound(id))
+        for product in products {
+            product.available_quantity = available
+                .get(product_id(product))
+                .copied()
+                .unwrap_or_default();
+        }
+        Ok(())
     }
 
     /// After a write has committed: the product with its stock, or without it (and `true`)
     /// when the lookup fails. A committed write must never answer an error, or the caller
     /// would take it for a write that did not happen.
     async fn written_with_stock(&self, record: ProductRecord) -> (pb::Product, bool) {
-        match self.with_stock(vec![record.clone()]).await {
-            Ok(mut products) if products.len() == 1 => (products.remove(0), false),
-            Ok(_) => (product(record, 0), true),
+        let product_ids = vec![record.product_id.clone()];
+        let mut written = [product(record)];
+        match self.add_stock(product_ids, &mut written).await {
+            Ok(()) => (take_one(written), false),
             Err(error) => {
-                tracing::warn!(product_id = %record.product_id, %error, "written, but the stock lookup failed");
-                (product(record, 0), true)
+                let [written_product] = &written;
+                tracing::warn!(product_id = product_id(written_product), %error, "written, but the stock lookup failed");
+                (take_one(written), true)
             }
         }
     }
@@ -123,20 +117,20 @@ impl Catalog {
 
 #[tonic::async_trait]
 impl CatalogService for Catalog {
-    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(name = %request.get_ref().name))]
     async fn get_product(
         &self,
         request: Request<pb::GetProductRequest>,
     ) -> Result<Response<pb::GetProductResponse>, Status> {
         let id = validate::product_name("name", &request.get_ref().name)?;
-        let record = self.cache.get(&id).await?;
-        let product = self.one_with_stock(record).await?;
+        let mut found = [self.cache.get(&id).await?];
+        self.add_stock(vec![id], &mut found).await?;
         Ok(Response::new(pb::GetProductResponse {
-            product: Some(product),
+            product: Some(take_one(found)),
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(page_size = request.get_ref().page_size))]
+    #[tracing::instrument(level = "debug", skip_all, fields(page_size = request.get_ref().page_size))]
     async fn list_products(
         &self,
         request: Request<pb::ListProductsRequest>,
@@ -147,7 +141,9 @@ impl CatalogService for Catalog {
             Some(last) if more => PAGE_TOKENS.encode(&last.product_id),
             _ => String::new(),
         };
-        let products = self.with_stock(records).await?;
+        let product_ids = records.iter().map(|r| r.product_id.clone()).collect();
+        let mut products: Vec<pb::Product> = records.into_iter().map(product).collect();
+        self.add_stock(product_ids, &mut products).await?;
         Ok(Response::new(pb::ListProductsResponse {
             products,
             next_page_token,
@@ -205,9 +201,10 @@ impl CatalogService for Catalog {
     }
 }
 
-fn product(record: ProductRecord, available_quantity: i64) -> pb::Product {
+/// A product as the API shows it, before its stock is added.
+pub(crate) fn product(record: ProductRecord) -> pb::Product {
     pb::Product {
-        name: format!("products/{}", record.product_id),
+        name: format!("{NAME_PREFIX}{}", record.product_id),
         display_name: record.display_name,
         description: record.description,
         price: Some(Money {
@@ -215,8 +212,20 @@ fn product(record: ProductRecord, available_quantity: i64) -> pb::Product {
             units: record.price.units,
             nanos: record.price.nanos,
         }),
-        available_quantity,
+        available_quantity: 0,
         create_time: Some(timestamp(record.create_time_ms)),
         update_time: Some(timestamp(record.update_time_ms)),
     }
+}
+
+/// The id in a product's name (which this service wrote, so it has the prefix).
+fn product_id(product: &pb::Product) -> &str {
+    product
+        .name
+        .strip_prefix(NAME_PREFIX)
+        .unwrap_or(&product.name)
+}
+
+fn take_one([product]: [pb::Product; 1]) -> pb::Product {
+    product
 }

@@ -30,8 +30,11 @@ pub(crate) fn product_name(field: &str, name: &str) -> Result<String, Status> {
         .ok_or_else(|| invalid_field(field, "must be products/{product_id}"))
 }
 
+/// What every product's name starts with: `products/{product_id}`.
+pub(crate) const NAME_PREFIX: &str = "products/";
+
 fn parse_name(name: &str) -> Option<&str> {
-    name.strip_prefix("products/")
+    name.strip_prefix(NAME_PREFIX)
         .filter(|id| is_resource_id(id))
 }
 

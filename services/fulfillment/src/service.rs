@@ -28,7 +28,7 @@ impl Fulfillment {
 
 #[tonic::async_trait]
 impl FulfillmentService for Fulfillment {
-    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(name = %request.get_ref().name))]
     async fn get_shipment(
         &self,
         request: Request<pb::GetShipmentRequest>,
@@ -40,7 +40,7 @@ impl FulfillmentService for Fulfillment {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(page_size = request.get_ref().page_size))]
+    #[tracing::instrument(level = "debug", skip_all, fields(page_size = request.get_ref().page_size))]
     async fn list_shipments(
         &self,
         request: Request<pb::ListShipmentsRequest>,

@@ -27,27 +27,27 @@ impl Inventory {
 
 #[tonic::async_trait]
 impl InventoryService for Inventory {
-    #[tracing::instrument(skip_all, fields(product_id = %request.get_ref().product_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(product_id = %request.get_ref().product_id))]
     async fn get_stock(
         &self,
         request: Request<pb::GetStockRequest>,
     ) -> Result<Response<pb::GetStockResponse>, Status> {
         let request = request.into_inner();
         validate::product_id("product_id", &request.product_id)?;
-        let levels = self.store.stock_levels(&[request.product_id]).await?;
+        let levels = self.store.stock_levels(vec![request.product_id]).await?;
         Ok(Response::new(pb::GetStockResponse {
             stock: levels.into_iter().next().map(stock),
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(products = request.get_ref().product_ids.len()))]
+    #[tracing::instrument(level = "debug", skip_all, fields(products = request.get_ref().product_ids.len()))]
     async fn batch_get_stock(
         &self,
         request: Request<pb::BatchGetStockRequest>,
     ) -> Result<Response<pb::BatchGetStockResponse>, Status> {
         let request = request.into_inner();
         validate::batch_get(&request)?;
-        let levels = self.store.stock_levels(&request.product_ids).await?;
+        let levels = self.store.stock_levels(request.product_ids).await?;
         Ok(Response::new(pb::BatchGetStockResponse {
             stocks: levels.into_iter().map(stock).collect(),
         }))
@@ -117,7 +117,7 @@ impl InventoryService for Inventory {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(reservation_id = %request.get_ref().reservation_id))]
+    #[tracing::instrument(level = "debug", skip_all, fields(reservation_id = %request.get_ref().reservation_id))]
     async fn get_reservation(
         &self,
         request: Request<pb::GetReservationRequest>,

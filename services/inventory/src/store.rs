@@ -29,9 +29,9 @@ pub struct StockLevel {
 }
 
 impl StockLevel {
-    fn never_stocked(product_id: &str) -> Self {
+    fn never_stocked(product_id: String) -> Self {
         Self {
-            product_id: product_id.to_owned(),
+            product_id,
             available: 0,
             reserved: 0,
             update_time_ms: None,
@@ -174,7 +174,7 @@ impl Store {
     }
 
     /// The stock of each product, in the order given; zero for products never stocked.
-    pub async fn stock_levels(&self, product_ids: &[String]) -> Result<Vec<StockLevel>> {
+    pub async fn stock_levels(&self, product_ids: Vec<String>) -> Result<Vec<StockLevel>> {
         if product_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -195,35 +195,57 @@ impl Store {
                 placeholders
             ))
         };
+        // What each asked product has, by position; rows are matched to it by id.
+        let mut found: Vec<Option<Stocked>> = vec![None; product_ids.len()];
+        let mut place = |id: &str, stocked: Stocked| {
+            for (slot, _) in found
+                .iter_mut()
+                .zip(&product_ids)
+                .filter(|(_, asked)| *asked == id)
+            {
+                *slot = Some(stocked);
+            }
+        };
         // The read path's one query (every GetProduct and ListProducts asks it): on SQLite
         // it runs on this thread, a primary-key lookup (meshmart::db::inline).
-        let rows: Vec<(String, i64, i64, i64)> = if let Some(inline) = self.db.inline() {
+        if let Some(inline) = self.db.inline() {
             inline.read(|connection| {
-                connection
-                    .prepare_cached(&sql)?
-                    .query_map(rusqlite::params_from_iter(product_ids), |row| {
-                        Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-                    })?
-                    .collect()
-            })?
+                let mut statement = connection.prepare_cached(&sql)?;
+                let mut rows = statement.query(rusqlite::params_from_iter(&product_ids))?;
+                while let Some(row) = rows.next()? {
+                    // Borrowed from the row: the ids asked for are what the answer keeps.
+                    place(
+                        row.get_ref(0)?.as_str()?,
+                        (row.get(1)?, row.get(2)?, row.get(3)?),
+                    );
+                }
+                Ok(())
+            })?;
         } else {
             let mut query = sqlx::query_as(&sql);
-            for id in product_ids {
+            for id in &product_ids {
                 query = query.bind(id);
             }
-            query.fetch_all(self.db.read()).await?
-        };
+            let rows: Vec<(String, i64, i64, i64)> = query.fetch_all(self.db.read()).await?;
+            for (id, available, reserved, update_time_ms) in rows {
+                place(&id, (available, reserved, update_time_ms));
+            }
+        }
         Ok(product_ids
-            .iter()
-            .map(|id| {
-                rows.iter().find(|row| &row.0 == id).map_or_else(
-                    || StockLevel::never_stocked(id),
-                    |row| stock_level(row.clone()),
-                )
+            .into_iter()
+            .zip(found)
+            .map(|(product_id, stocked)| match stocked {
+                Some((available, reserved, update_time_ms)) => {
+                    stock_level((product_id, available, reserved, update_time_ms))
+                }
+                None => StockLevel::never_stocked(product_id),
             })
             .collect())
     }
 }
+
+/// A stocked product's available and reserved counts and when they last changed.
+type Stocked = (i64, i64, i64);
 
 fn stock_level(
     (product_id, available, reserved, update_time_ms): (String, i64, i64, i64),

@@ -43,10 +43,16 @@ pub(crate) fn batch_get(request: &BatchGetStockRequest) -> Result<(), Status> {
         // Reported once, the ids left unread: a million of them cost no more than one.
         return violations.into_result();
     }
+    // Every GetProduct and ListProducts passes here: the field names are written only for a
+    // violation, and one id, which cannot repeat, needs no set.
     let mut seen = HashSet::new();
     for (i, id) in ids.iter().enumerate() {
-        violations.check(is_resource_id(id), &format!("product_ids[{i}]"), PRODUCT_ID);
-        violations.check(seen.insert(id), &format!("product_ids[{i}]"), "is repeated");
+        if !is_resource_id(id) {
+            violations.add(format!("product_ids[{i}]"), PRODUCT_ID);
+        }
+        if ids.len() > 1 && !seen.insert(id) {
+            violations.add(format!("product_ids[{i}]"), "is repeated");
+        }
     }
     violations.into_result()
 }

@@ -33,7 +33,7 @@ async fn stock_levels_adjustments_and_reservations() {
         // Unknown products read as zero, in the order asked.
         store.set_stock("set-b", "b-product", 10).await.unwrap();
         let levels = store
-            .stock_levels(&["zz-unknown".to_owned(), "b-product".to_owned()])
+            .stock_levels(vec!["zz-unknown".to_owned(), "b-product".to_owned()])
             .await
             .unwrap();
         assert_eq!(levels[0].available, 0, "{backend:?}");
@@ -66,7 +66,7 @@ async fn stock_levels_adjustments_and_reservations() {
         let (_, applied) = store.reserve("res-1", &wanted).await.unwrap();
         assert_eq!(applied, Applied::Earlier);
         let levels = store
-            .stock_levels(&["a-product".to_owned(), "b-product".to_owned()])
+            .stock_levels(vec!["a-product".to_owned(), "b-product".to_owned()])
             .await
             .unwrap();
         assert_eq!((levels[0].available, levels[0].reserved), (0, 3));
@@ -81,7 +81,10 @@ async fn stock_levels_adjustments_and_reservations() {
             (released.state, applied),
             (ReservationState::Released, Applied::Now)
         );
-        let levels = store.stock_levels(&["a-product".to_owned()]).await.unwrap();
+        let levels = store
+            .stock_levels(vec!["a-product".to_owned()])
+            .await
+            .unwrap();
         assert_eq!((levels[0].available, levels[0].reserved), (3, 0));
 
         let (_, _) = store
@@ -90,7 +93,10 @@ async fn stock_levels_adjustments_and_reservations() {
             .unwrap();
         let (committed, _) = store.commit("res-3").await.unwrap();
         assert_eq!(committed.state, ReservationState::Committed);
-        let levels = store.stock_levels(&["a-product".to_owned()]).await.unwrap();
+        let levels = store
+            .stock_levels(vec!["a-product".to_owned()])
+            .await
+            .unwrap();
         assert_eq!((levels[0].available, levels[0].reserved), (1, 0));
         assert!(matches!(
             store.release("res-3").await,
@@ -113,7 +119,7 @@ async fn demo_stock_is_seeded_once() {
         // A restart must not put the demo stock back over what changed since.
         let store = Store::connect(&config).await.unwrap();
         let levels = store
-            .stock_levels(&["espresso-cup".to_owned(), "burr-grinder".to_owned()])
+            .stock_levels(vec!["espresso-cup".to_owned(), "burr-grinder".to_owned()])
             .await
             .unwrap();
         assert_eq!(levels[0].available, 1, "{backend:?}");
@@ -140,7 +146,7 @@ async fn a_retried_stock_change_answers_as_the_first_time_and_leaves_no_phantom_
             .unwrap();
         let (again, applied) = store.set_stock("set-1", "kettle", 10).await.unwrap();
         assert_eq!((again.clone(), applied), (first, Applied::Earlier));
-        let now = store.stock_levels(&["kettle".to_owned()]).await.unwrap();
+        let now = store.stock_levels(vec!["kettle".to_owned()]).await.unwrap();
         assert_eq!(
             (now[0].available, now[0].reserved),
             (8, 2),
@@ -214,7 +220,7 @@ async fn reservations_nobody_closes_give_their_stock_back() {
         assert_eq!(forgotten.state, ReservationState::Released);
         assert!(forgotten.expired);
         assert!(!store.reservation("committed").await.unwrap().expired);
-        let level = store.stock_levels(&["kettle".to_owned()]).await.unwrap();
+        let level = store.stock_levels(vec!["kettle".to_owned()]).await.unwrap();
         assert_eq!((level[0].available, level[0].reserved), (8, 0));
         // Releasing an expired reservation (an order's compensation) is a no-op success.
         let (_, applied) = store.release("forgotten").await.unwrap();

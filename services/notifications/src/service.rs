@@ -25,7 +25,7 @@ impl Notifications {
 
 #[tonic::async_trait]
 impl NotificationService for Notifications {
-    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(name = %request.get_ref().name))]
     async fn get_notification(
         &self,
         request: Request<pb::GetNotificationRequest>,
@@ -38,7 +38,7 @@ impl NotificationService for Notifications {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(page_size = request.get_ref().page_size))]
+    #[tracing::instrument(level = "debug", skip_all, fields(page_size = request.get_ref().page_size))]
     async fn list_notifications(
         &self,
         request: Request<pb::ListNotificationsRequest>,

@@ -39,7 +39,7 @@ impl DeadLetters {
 
 #[tonic::async_trait]
 impl DeadLetterService for DeadLetters {
-    #[tracing::instrument(skip_all, fields(consumer = %request.get_ref().consumer))]
+    #[tracing::instrument(level = "debug", skip_all, fields(consumer = %request.get_ref().consumer))]
     async fn list_dead_letters(
         &self,
         request: Request<pb::ListDeadLettersRequest>,
@@ -67,7 +67,7 @@ impl DeadLetterService for DeadLetters {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(name = %request.get_ref().name))]
     async fn get_dead_letter(
         &self,
         request: Request<pb::GetDeadLetterRequest>,

@@ -26,7 +26,7 @@ impl Orchestrator {
 
 #[tonic::async_trait]
 impl OrchestratorService for Orchestrator {
-    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(name = %request.get_ref().name))]
     async fn get_saga(
         &self,
         request: Request<pb::GetSagaRequest>,
@@ -38,7 +38,7 @@ impl OrchestratorService for Orchestrator {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(page_size = request.get_ref().page_size))]
+    #[tracing::instrument(level = "debug", skip_all, fields(page_size = request.get_ref().page_size))]
     async fn list_sagas(
         &self,
         request: Request<pb::ListSagasRequest>,

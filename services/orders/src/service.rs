@@ -212,7 +212,7 @@ impl OrderService for Orders {
         Ok(Response::new(self.create(customer_id, request).await?))
     }
 
-    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(name = %request.get_ref().name))]
     async fn get_order(
         &self,
         request: Request<pb::GetOrderRequest>,
@@ -225,7 +225,7 @@ impl OrderService for Orders {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(page_size = request.get_ref().page_size))]
+    #[tracing::instrument(level = "debug", skip_all, fields(page_size = request.get_ref().page_size))]
     async fn list_orders(
         &self,
         request: Request<pb::ListOrdersRequest>,

@@ -29,7 +29,7 @@ impl Payments {
 
 #[tonic::async_trait]
 impl PaymentService for Payments {
-    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(name = %request.get_ref().name))]
     async fn get_charge(
         &self,
         request: Request<pb::GetChargeRequest>,
@@ -41,7 +41,7 @@ impl PaymentService for Payments {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(page_size = request.get_ref().page_size))]
+    #[tracing::instrument(level = "debug", skip_all, fields(page_size = request.get_ref().page_size))]
     async fn list_charges(
         &self,
         request: Request<pb::ListChargesRequest>,
@@ -64,7 +64,7 @@ impl PaymentService for Payments {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(name = %request.get_ref().name))]
+    #[tracing::instrument(level = "debug", skip_all, fields(name = %request.get_ref().name))]
     async fn get_refund(
         &self,
         request: Request<pb::GetRefundRequest>,
@@ -76,7 +76,7 @@ impl PaymentService for Payments {
         }))
     }
 
-    #[tracing::instrument(skip_all, fields(page_size = request.get_ref().page_size))]
+    #[tracing::instrument(level = "debug", skip_all, fields(page_size = request.get_ref().page_size))]
     async fn list_refunds(
         &self,
         request: Request<pb::ListRefundsRequest>,

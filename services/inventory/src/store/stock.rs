@@ -162,11 +162,11 @@ impl Store {
             },
             // Recorded before results were kept: the current stock is the best answer left.
             _ => self
-                .stock_levels(&[product_id.to_owned()])
+                .stock_levels(vec![product_id.to_owned()])
                 .await?
                 .into_iter()
                 .next()
-                .unwrap_or_else(|| StockLevel::never_stocked(product_id)),
+                .unwrap_or_else(|| StockLevel::never_stocked(product_id.to_owned())),
         };
         Ok((level, Applied::Earlier))
     }
