@@ -14,11 +14,14 @@ pub(crate) struct Metrics {
     pub(crate) stock_lookups: OutcomeCounter,
     /// Product lookups by what the cache did: `hit`, `miss` or `unsure`.
     pub(crate) product_lookups: OutcomeCounter,
+    /// `stock_lookups`' two series, looked up once rather than on every call.
+    stock_ok: Counter,
+    stock_error: Counter,
 }
 
 impl Metrics {
     pub(crate) fn register(registry: &mut Registry) -> Self {
-        let metrics = Self::default();
+        let mut metrics = Self::default();
         registry.register(
             "catalog_products_created",
             "Products created",
@@ -34,24 +37,31 @@ impl Metrics {
             "Product lookups by what the cache did: hit, miss, or unsure (read from the database because the cache had not heard from it lately)",
             metrics.product_lookups.clone(),
         );
+        metrics.stock_ok = series(&metrics.stock_lookups, "ok");
+        metrics.stock_error = series(&metrics.stock_lookups, "error");
         metrics
     }
 
     /// The cache's counters, each looked up once here rather than on every call.
     pub(crate) fn cache_lookups(&self) -> Lookups {
-        let counter = |outcome| {
-            self.product_lookups
-                .get_or_create(&OutcomeLabels { outcome })
-                .clone()
-        };
         Lookups {
-            hit: counter("hit"),
-            miss: counter("miss"),
-            unsure: counter("unsure"),
+            hit: series(&self.product_lookups, "hit"),
+            miss: series(&self.product_lookups, "miss"),
+            unsure: series(&self.product_lookups, "unsure"),
         }
     }
 
-    pub(crate) fn stock_lookup(&self, outcome: &'static str) {
-        meshmart::metrics::count(&self.stock_lookups, outcome);
+    /// Counts a batched stock lookup: `true` when inventory answered.
+    pub(crate) fn stock_lookup(&self, answered: bool) {
+        if answered {
+            self.stock_ok.inc();
+        } else {
+            self.stock_error.inc();
+        }
     }
+}
+
+/// One outcome's counter of `family`, to keep and count on.
+fn series(family: &OutcomeCounter, outcome: &'static str) -> Counter {
+    family.get_or_create(&OutcomeLabels { outcome }).clone()
 }

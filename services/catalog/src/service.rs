@@ -65,11 +65,11 @@ impl Catalog {
             .await;
         let stocks = match reply {
             Ok(reply) => {
-                self.metrics.stock_lookup("ok");
+                self.metrics.stock_lookup(true);
                 reply.into_inner().stocks
             }
             Err(status) => {
-                self.metrics.stock_lookup("error");
+                self.metrics.stock_lookup(false);
                 return Err(Failure::downstream("inventory", status).into());
             }
         };
