@@ -144,8 +144,9 @@ fn layers(
         // Every INFO span, however quiet RUST_LOG keeps the logs, and every span RUST_LOG
         // turns on besides (the read handlers' DEBUG spans under RUST_LOG=debug): a span
         // that exists is one OpenTelemetry knows, so the current span is always the
-        // parent an outgoing call names.
-        let spans = LevelFilter::INFO.or(log_filter(config)?);
+        // parent an outgoing call names. Beyond INFO, not the exporter's own crates (their
+        // spans wrap connections, never a handler's code, and would export the export).
+        let spans = LevelFilter::INFO.or(without_exporter_crates(log_filter(config)?)?);
         layers.push(
             tracing_opentelemetry::layer()
                 .with_tracer(provider.tracer(service.to_owned()))
@@ -157,19 +158,7 @@ fn layers(
     if let Some(logger) = logger {
         // Not the exporter's own crates: a line they log about an export would be
         // exported in turn. Their lines still reach stdout.
-        let filter = [
-            "opentelemetry",
-            "opentelemetry_sdk",
-            "opentelemetry_otlp",
-            "tonic",
-            "h2",
-            "hyper",
-            "tower",
-        ]
-        .into_iter()
-        .try_fold(log_filter(config)?, |filter, target| {
-            Ok::<_, Error>(filter.add_directive(directive(&format!("{target}=off"))?))
-        })?;
+        let filter = without_exporter_crates(log_filter(config)?)?;
         layers.push(
             OpenTelemetryTracingBridge::new(logger)
                 .with_filter(filter)
@@ -177,6 +166,23 @@ fn layers(
         );
     }
     Ok(layers)
+}
+
+/// `filter` with the crates an OTLP export runs on turned off, for what is exported.
+fn without_exporter_crates(filter: EnvFilter) -> Result<EnvFilter> {
+    [
+        "opentelemetry",
+        "opentelemetry_sdk",
+        "opentelemetry_otlp",
+        "tonic",
+        "h2",
+        "hyper",
+        "tower",
+    ]
+    .into_iter()
+    .try_fold(filter, |filter, target| {
+        Ok(filter.add_directive(directive(&format!("{target}=off"))?))
+    })
 }
 
 /// `RUST_LOG`'s filter. async-nats logs every message it reads at TRACE, payload and all:
