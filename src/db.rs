@@ -66,10 +66,29 @@ impl Pools {
 /// start after the service, and waiting here beats a crash loop (the startup probe keeps
 /// traffic away meanwhile). Errors that waiting cannot cure (a wrong password, a
 /// certificate that does not verify) end the wait at once.
-pub async fn connect(config: &DatabaseConfig, mut migrator: Migrator) -> Result<Pools> {
+pub async fn connect(config: &DatabaseConfig, migrator: Migrator) -> Result<Pools> {
+    let (pools, _setting_up) = set_up(config, migrator).await?;
+    Ok(pools)
+}
+
+/// [`connect`], returning with the SQLite file's [`OpenLock`] still held (`None` on
+/// PostgreSQL), so that whatever else a first start writes (the demo data) goes in before
+/// another process's start looks.
+///
+/// Why the lock: sqlx's SQLite migrator takes no lock (its PostgreSQL one takes an advisory
+/// lock), so two processes starting at once on a new file would both apply the first
+/// migration and one would fail ("table already exists").
+async fn set_up(
+    config: &DatabaseConfig,
+    mut migrator: Migrator,
+) -> Result<(Pools, Option<OpenLock>)> {
     install_default_drivers();
     let url = url(config)?;
     let sqlite = config.backend() == "sqlite";
+    let setting_up = match sqlite_file(&url) {
+        Some(file) => Some(OpenLock::take(&file, config.connect_timeout).await?),
+        None => None,
+    };
     let write = if sqlite {
         // Waiting for the writer connection is waiting for the write lock, so it gets the
         // same bound as the busy timeout it replaces. The connection stays open for good:
@@ -99,11 +118,12 @@ pub async fn connect(config: &DatabaseConfig, mut migrator: Migrator) -> Result<
     let inline = sqlite_file(&url)
         .map(|path| Arc::new(inline::InlineReads::new(&path, config.busy_timeout)));
     tracing::info!(backend = config.backend(), "database ready");
-    Ok(Pools {
+    let pools = Pools {
         read,
         write,
         inline,
-    })
+    };
+    Ok((pools, setting_up))
 }
 
 /// The file of a SQLite URL; `None` for PostgreSQL and for an in-memory database, which
@@ -157,9 +177,21 @@ pub async fn connect_seeded(
     table: &str,
     demo_rows: impl FnOnce() -> Vec<Statement>,
 ) -> Result<Pools> {
-    let pools = connect(config, migrator).await?;
-    if config.seed_demo_data && is_empty(pools.read(), table).await? {
-        let mut tx = pools.write().begin().await?;
+    let (pools, _setting_up) = set_up(config, migrator).await?;
+    if !config.seed_demo_data {
+        return Ok(pools);
+    }
+    let mut tx = pools.write().begin().await?;
+    // Replicas starting at once on one PostgreSQL database take turns here; the one that
+    // comes second finds the table filled. (On SQLite the open lock already serialises
+    // first starts.) A transaction-level lock: it goes with the commit.
+    if config.backend() != "sqlite" {
+        sqlx::query("SELECT pg_advisory_xact_lock($1)")
+            .bind(SEED_LOCK_KEY)
+            .execute(&mut *tx)
+            .await?;
+    }
+    if is_empty(&mut *tx, table).await? {
         let mut rows = 0_u64;
         for statement in demo_rows() {
             rows += statement.execute(&mut *tx).await?.rows_affected();
@@ -169,6 +201,10 @@ pub async fn connect_seeded(
     }
     Ok(pools)
 }
+
+/// The PostgreSQL advisory lock that seeding takes: "meshseed" in ASCII. sqlx's migrator
+/// uses a key derived from the database's name, so the two never meet.
+const SEED_LOCK_KEY: i64 = 0x6d65_7368_7365_6564;
 
 /// The URL to connect to: a SQLite URL gets its folder created and `mode=rwc`, so the file
 /// is created on first start.
@@ -348,10 +384,15 @@ fn transient_or_internal(transient: bool, error: &dyn std::fmt::Display) -> toni
 
 /// Whether `table` has no rows yet: a new database, which a service may seed with the demo
 /// data. `table` is a name from the service's own migrations, never from a request.
-pub async fn is_empty(pool: &AnyPool, table: &str) -> Result<bool, sqlx::Error> {
-    let (rows,): (i64,) = sqlx::query_as(&format!("SELECT COUNT(*) FROM {table}"))
-        .fetch_one(pool)
-        .await?;
+pub async fn is_empty<'c>(
+    executor: impl sqlx::Executor<'c, Database = Any>,
+    table: &str,
+) -> Result<bool, sqlx::Error> {
+    let (rows,): (i64,) = sqlx::query_as(&format!(
+        "SELECT COUNT(*) FROM (SELECT 1 FROM {table} LIMIT 1) AS any_row"
+    ))
+    .fetch_one(executor)
+    .await?;
     Ok(rows == 0)
 }
 
