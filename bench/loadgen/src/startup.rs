@@ -6,12 +6,17 @@
 //! moment the server runs. So the figure is late by at most about 1 ms plus one loopback
 //! round trip, and never early.
 
-use std::{path::PathBuf, process::Stdio, time::Duration};
+use std::{collections::VecDeque, path::PathBuf, process::Stdio, time::Duration};
 
 use meshmart::probe::{HealthProbe, ServingStatus};
 use nix::{sys::signal::Signal, unistd::Pid};
 use serde_json::{Value, json};
-use tokio::{process::Command, time::Instant};
+use tokio::{
+    io::{AsyncBufReadExt, BufReader},
+    process::{ChildStdout, Command},
+    task::JoinHandle,
+    time::Instant,
+};
 
 use crate::Error;
 
@@ -120,8 +125,8 @@ async fn start_once(options: &StartupOptions) -> Result<(Duration, u64), Error> 
     let mut child = Command::new(&options.program[0])
         .args(&options.program[1..])
         .stdin(Stdio::null())
-        // The service logs to stdout; its errors still reach stderr.
-        .stdout(Stdio::null())
+        // The service logs to stdout, its reason for failing too: kept, for the error.
+        .stdout(Stdio::piped())
         .kill_on_drop(true)
         .spawn()
         .map_err(|source| Error::Spawn {
@@ -129,6 +134,19 @@ async fn start_once(options: &StartupOptions) -> Result<(Duration, u64), Error> 
             source,
         })?;
     let pid = child.id().and_then(|id| i32::try_from(id).ok());
+    let log = child.stdout.take().map(last_lines);
+    let failed = |what: String| async move {
+        let last = match log {
+            // It has exited, or will once it is killed on drop: the pipe ends.
+            Some(log) => log.await.unwrap_or_default(),
+            None => Vec::new(),
+        };
+        Error::Startup(if last.is_empty() {
+            what
+        } else {
+            format!("{what}; its last lines:\n{}", last.join("\n"))
+        })
+    };
     // Tried again 1 ms after a refused connection: the figure is late by at most that.
     let probe = HealthProbe::new(&options.target, &options.service)
         .interval(Duration::from_millis(1))
@@ -142,10 +160,11 @@ async fn start_once(options: &StartupOptions) -> Result<(Duration, u64), Error> 
         },
         status = child.wait() => {
             let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
-            return Err(Error::Startup(format!(
+            return Err(failed(format!(
                 "{} exited during start-up ({status})",
                 options.program[0]
-            )));
+            ))
+            .await);
         }
     };
     let rss = pid.and_then(rss_kib).unwrap_or_default();
@@ -158,10 +177,7 @@ async fn start_once(options: &StartupOptions) -> Result<(Duration, u64), Error> 
     match tokio::time::timeout(Duration::from_secs(30), child.wait()).await {
         Ok(Ok(status)) if status.success() => {}
         Ok(Ok(status)) => {
-            return Err(Error::Startup(format!(
-                "{} stopped with {status}",
-                options.program[0]
-            )));
+            return Err(failed(format!("{} stopped with {status}", options.program[0])).await);
         }
         Ok(Err(error)) => {
             return Err(Error::Startup(format!(
@@ -187,6 +203,24 @@ pub fn rss_kib(pid: i32) -> Option<u64> {
         .lines()
         .find_map(|line| line.strip_prefix("VmRSS:"))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// How many of a failed start's last log lines its error shows.
+const LAST_LINES: usize = 10;
+
+/// Reads the service's log to its end, keeping the last [`LAST_LINES`] lines.
+fn last_lines(stdout: ChildStdout) -> JoinHandle<Vec<String>> {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stdout).lines();
+        let mut last = VecDeque::with_capacity(LAST_LINES);
+        while let Ok(Some(line)) = lines.next_line().await {
+            if last.len() == LAST_LINES {
+                last.pop_front();
+            }
+            last.push_back(line);
+        }
+        last.into()
+    })
 }
 
 #[cfg(test)]
@@ -234,6 +268,33 @@ mod tests {
         assert_eq!(report.restart_median_ms(), 8.0);
         assert_eq!(report.max_ms(), 40.0);
         assert_eq!(report.json()["restart_median_ms"], 8.0);
+    }
+
+    /// A start that fails says why: the program's last log lines are in the error.
+    #[tokio::test]
+    async fn a_failed_start_shows_its_last_log_lines() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let options = parse(&[
+            "--target",
+            &format!("http://127.0.0.1:{port}"),
+            "--",
+            "sh",
+            "-c",
+            "for i in $(seq 12); do echo \"line $i\"; done; exit 3",
+        ])
+        .unwrap();
+        let error = measure(&options).await.unwrap_err().to_string();
+        assert!(error.contains("exited during start-up"), "{error}");
+        assert!(
+            error.ends_with(
+                "line 3\nline 4\nline 5\nline 6\nline 7\nline 8\nline 9\nline 10\nline 11\nline 12"
+            ),
+            "{error}"
+        );
     }
 
     #[test]
